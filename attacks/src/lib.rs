@@ -1,0 +1,16 @@
+//! Adversarial attacks for Gauntlet. An attack is one file implementing [`Attack`], plus one line
+//! in [`Registry::default`]; norms are a parameter of the [`ThreatModel`], not separate attacks.
+
+mod attack;
+mod error;
+pub mod fgsm;
+pub mod pgd;
+pub mod registry;
+pub mod threat;
+
+pub use attack::{parse_number, Attack, AttackBatch, AttackOutput, Cost, Params};
+pub use error::{AttackError, Result};
+pub use fgsm::Fgsm;
+pub use pgd::{Pgd, StepSize};
+pub use registry::Registry;
+pub use threat::{distances, NoiseKey, Norm, ThreatModel};

@@ -1,0 +1,17 @@
+//! The one error type of `gauntlet-datasets`.
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DatasetError {
+    #[error("{path}: {message}")]
+    Io { path: PathBuf, message: String },
+
+    #[error("{path}: {message}")]
+    Format { path: PathBuf, message: String },
+
+    #[error("{path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+pub type Result<T, E = DatasetError> = std::result::Result<T, E>;

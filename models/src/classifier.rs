@@ -1,0 +1,157 @@
+//! What an attack sees of a model: logits and input gradients in pixel space.
+
+use candle_core::{DType, Device, Tensor, Var, D};
+
+use crate::{ModelError, Result};
+
+/// The box that valid inputs live in, in pixel space (usually `[0, 1]`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Bounds {
+    pub lo: f32,
+    pub hi: f32,
+}
+
+impl Default for Bounds {
+    fn default() -> Self {
+        Bounds { lo: 0.0, hi: 1.0 }
+    }
+}
+
+/// What the attacker wants for each sample of a batch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Goal {
+    /// True labels (untargeted) or target labels (targeted), one per sample.
+    pub classes: Vec<u32>,
+    pub targeted: bool,
+}
+
+impl Goal {
+    pub fn untargeted(labels: Vec<u32>) -> Self {
+        Goal { classes: labels, targeted: false }
+    }
+
+    pub fn targeted(targets: Vec<u32>) -> Self {
+        Goal { classes: targets, targeted: true }
+    }
+
+    /// Whether prediction `pred` of sample `i` achieves the attacker's goal.
+    pub fn achieved(&self, i: usize, pred: u32) -> bool {
+        if self.targeted {
+            pred == self.classes[i]
+        } else {
+            pred != self.classes[i]
+        }
+    }
+
+    /// The goal restricted to the rows `keep` (in that order).
+    pub fn select(&self, keep: &[usize]) -> Goal {
+        Goal { classes: keep.iter().map(|&i| self.classes[i]).collect(), targeted: self.targeted }
+    }
+
+    pub fn len(&self) -> usize {
+        self.classes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.classes.is_empty()
+    }
+}
+
+/// The per-sample objective an attack ascends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Loss {
+    /// Cross-entropy of the logits; negated for targeted goals.
+    #[default]
+    CrossEntropy,
+    /// Carlini–Wagner margin: `max_{i≠y} z_i − z_y` (untargeted) or `z_t − max_{i≠t} z_i` (targeted).
+    Margin,
+}
+
+/// One forward + input-gradient pass.
+#[derive(Debug, Clone)]
+pub struct LossGrad {
+    /// Per-sample loss, shape (N,).
+    pub loss: Tensor,
+    /// Logits at the same inputs, shape (N, K).
+    pub logits: Tensor,
+    /// d loss_i / d x_i, shape (N, C, H, W).
+    pub grad: Tensor,
+}
+
+/// A differentiable image classifier. Object-safe; candle's runtime `Device` does the dispatch.
+pub trait Classifier: Send + Sync {
+    /// Logits (N, K) for inputs (N, C, H, W) in pixel space `bounds()`; normalization happens inside.
+    fn logits(&self, x: &Tensor) -> Result<Tensor>;
+
+    /// Expected input shape (C, H, W).
+    fn input_shape(&self) -> [usize; 3];
+
+    /// Number of classes K.
+    fn num_classes(&self) -> usize;
+
+    fn bounds(&self) -> Bounds {
+        Bounds::default()
+    }
+
+    fn device(&self) -> &Device;
+
+    /// Per-sample loss and d loss / d x, signed so that ascending always helps the attacker.
+    fn loss_and_grad(&self, x: &Tensor, goal: &Goal, loss: Loss) -> Result<LossGrad> {
+        let var = Var::from_tensor(&x.detach())?;
+        let logits = self.logits(var.as_tensor())?;
+        let per_sample = objective(&logits, goal, loss)?;
+        let grads = per_sample.sum_all()?.backward()?;
+        let grad = grads.get(var.as_tensor()).ok_or(ModelError::GradientMissing)?.clone();
+        Ok(LossGrad { loss: per_sample.detach(), logits: logits.detach(), grad })
+    }
+}
+
+/// Per-sample attack objective from logits (N, K): larger is better for the attacker.
+pub fn objective(logits: &Tensor, goal: &Goal, loss: Loss) -> Result<Tensor> {
+    let (n, k) = logits.dims2()?;
+    if goal.len() != n {
+        return Err(ModelError::Invalid(format!("goal has {} labels for a batch of {n}", goal.len())));
+    }
+    if let Some(&bad) = goal.classes.iter().find(|&&c| c as usize >= k) {
+        return Err(ModelError::Invalid(format!("label {bad} is out of range for a model with {k} classes")));
+    }
+    let idx = Tensor::from_slice(&goal.classes, (n, 1), logits.device())?;
+    let z_c = logits.gather(&idx, 1)?.squeeze(1)?;
+    let value = match loss {
+        Loss::CrossEntropy => {
+            // cross-entropy = logsumexp(z) − z_c
+            let ce = (logits.log_sum_exp(D::Minus1)? - &z_c)?;
+            if goal.targeted {
+                ce.neg()?
+            } else {
+                ce
+            }
+        }
+        Loss::Margin => {
+            // The best other class: mask the goal class with a very negative value.
+            let onehot =
+                Tensor::from_vec(one_hot(&goal.classes, k), (n, k), logits.device())?.to_dtype(logits.dtype())?;
+            let masked = (logits - (onehot * 1e9)?)?;
+            let other = masked.max(D::Minus1)?;
+            if goal.targeted {
+                (z_c - other)?
+            } else {
+                (other - z_c)?
+            }
+        }
+    };
+    Ok(value)
+}
+
+fn one_hot(classes: &[u32], k: usize) -> Vec<f32> {
+    let mut v = vec![0f32; classes.len() * k];
+    for (i, &c) in classes.iter().enumerate() {
+        v[i * k + c as usize] = 1.0;
+    }
+    v
+}
+
+/// Arg-max of each row of logits (N, K), on the CPU.
+pub fn predictions(logits: &Tensor) -> Result<Vec<u32>> {
+    Ok(logits.to_dtype(DType::F32)?.argmax(D::Minus1)?.to_dtype(DType::U32)?.to_vec1::<u32>()?)
+}

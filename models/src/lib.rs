@@ -1,0 +1,15 @@
+//! Classifiers for Gauntlet: the [`Classifier`] trait that attacks see, sequential architectures
+//! built from a TOML spec plus safetensors weights, pooling with correct gradients, and devices.
+
+pub mod classifier;
+pub mod device;
+mod error;
+pub mod ops;
+pub mod sequential;
+pub mod spec;
+pub mod zoo;
+
+pub use classifier::{objective, predictions, Bounds, Classifier, Goal, Loss, LossGrad};
+pub use error::{ModelError, Result};
+pub use sequential::{Layer, Sequential};
+pub use spec::{load_model, LayerSpec, ModelSpec};

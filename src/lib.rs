@@ -1,0 +1,18 @@
+//! Gauntlet: adversarial-robustness testing for image classifiers.
+//!
+//! The library runs the evaluation ([`eval::evaluate`]) and builds reports ([`report::Report`]);
+//! models, attacks and datasets live in the `gauntlet-models`, `gauntlet-attacks` and
+//! `gauntlet-datasets` crates, re-exported here.
+
+pub mod cli;
+mod error;
+pub mod eval;
+pub mod output;
+pub mod progress;
+pub mod report;
+pub mod train;
+
+pub use error::{Error, Result};
+pub use gauntlet_attacks as attacks;
+pub use gauntlet_datasets as datasets;
+pub use gauntlet_models as models;

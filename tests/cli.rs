@@ -1,0 +1,195 @@
+//! The binary end to end: reports, exit codes, one-line errors, no half-written output.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn gauntlet(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_gauntlet")).args(args).output().unwrap()
+}
+
+fn tmpdir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("gauntlet-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Asserts exit code 2 and a one-line error containing every needle.
+fn assert_input_error(o: &Output, needles: &[&str]) {
+    let e = stderr(o);
+    assert_eq!(o.status.code(), Some(2), "stderr: {e}");
+    assert_eq!(e.trim().lines().count(), 1, "error must be one line: {e}");
+    for n in needles {
+        assert!(e.contains(n), "`{n}` missing from: {e}");
+    }
+}
+
+#[test]
+fn json_report_has_the_documented_fields() {
+    let d = tmpdir("json");
+    let out = d.join("report.json");
+    let o = gauntlet(&[
+        "run",
+        "--limit",
+        "40",
+        "--attack",
+        "fgsm",
+        "--attack",
+        "pgd:steps=5",
+        "--eps",
+        "0.1,8/255",
+        "--format",
+        "json",
+        "--output",
+        out.to_str().unwrap(),
+        "--quiet",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let stdout: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let file: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    assert_eq!(stdout["results"], file["results"]);
+    let r = &file;
+    assert_eq!(r["schema_version"], 1);
+    assert_eq!(r["samples"], 40);
+    assert_eq!(r["seed"], 0);
+    assert!(r["clean_accuracy"].as_f64().unwrap() > 0.9);
+    let results = r["results"].as_array().unwrap();
+    assert_eq!(results.len(), 4);
+    assert_eq!(results[0]["attack"], "fgsm");
+    assert_eq!(results[0]["norm"], "linf");
+    assert!((results[0]["eps"].as_f64().unwrap() - 8.0 / 255.0).abs() < 1e-12, "ascending order");
+    assert_eq!(results[2]["attack"], "pgd");
+    for res in results {
+        let ra = res["robust_accuracy"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&ra));
+        if !res["perturbation"].is_null() {
+            for norm in ["linf", "l2"] {
+                for stat in ["mean", "median", "max"] {
+                    assert!(res["perturbation"][norm][stat].is_number());
+                }
+            }
+            assert!(
+                res["perturbation"]["linf"]["max"].as_f64().unwrap() <= res["eps"].as_f64().unwrap() * (1.0 + 1e-6)
+            );
+        }
+    }
+    let wc = r["worst_case"].as_array().unwrap();
+    assert_eq!(wc.len(), 2);
+    assert_eq!(wc[0]["norm"], "linf");
+    assert!(wc[1]["robust_accuracy"].as_f64().unwrap() <= results[3]["robust_accuracy"].as_f64().unwrap());
+}
+
+#[test]
+fn table_report_and_l2() {
+    let o = gauntlet(&["run", "--limit", "20", "--norm", "l2", "--eps", "1.0", "--attack", "pgd:steps=5", "-q"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let t = String::from_utf8_lossy(&o.stdout);
+    assert!(t.contains("clean accuracy") && t.contains("pgd") && t.contains("l2") && t.contains("worst"), "{t}");
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    assert_eq!(gauntlet(&["run", "--no-such-flag"]).status.code(), Some(2));
+    assert_input_error(&gauntlet(&["run", "--attack", "pgd:stepz=3"]), &["stepz", "steps"]);
+    assert_input_error(&gauntlet(&["run", "--attack", "nope"]), &["unknown attack `nope`", "fgsm"]);
+    assert_input_error(&gauntlet(&["run", "--eps", "0.1,abc"]), &["abc"]);
+    assert_input_error(&gauntlet(&["run", "--eps", "-1"]), &["-1"]);
+    assert_input_error(&gauntlet(&["run", "--norm", "l7"]), &["l7"]);
+}
+
+#[test]
+fn bad_models_are_refused_with_the_file_named() {
+    let d = tmpdir("models");
+    let pt = d.join("model.pt");
+    std::fs::write(&pt, b"\x80\x02pickle").unwrap();
+    assert_input_error(
+        &gauntlet(&["run", "--model", pt.to_str().unwrap(), "--dataset", "datasets/data/mnist-test-1k"]),
+        &["model.pt", "safetensors"],
+    );
+
+    let spec = d.join("m.toml");
+    std::fs::write(&spec, "weights = \"m.safetensors\"\ninput = [1, 28, 28]\nclasses = 10\nlayers = [{ op = \"flatten\" }, { op = \"linear\", weight = \"fc\" }]\n").unwrap();
+    std::fs::write(d.join("m.safetensors"), b"not safetensors at all").unwrap();
+    assert_input_error(
+        &gauntlet(&["run", "--model", spec.to_str().unwrap(), "--dataset", "datasets/data/mnist-test-1k"]),
+        &["m.safetensors"],
+    );
+
+    std::fs::write(
+        &spec,
+        "weights = \"m.safetensors\"\ninput = [1, 28, 28]\nclasses = 10\nlayers = [{ op = \"convolution\" }]\n",
+    )
+    .unwrap();
+    assert_input_error(
+        &gauntlet(&["run", "--model", spec.to_str().unwrap(), "--dataset", "datasets/data/mnist-test-1k"]),
+        &["m.toml", "convolution"],
+    );
+}
+
+#[test]
+fn wrong_data_shape_is_an_input_error_and_writes_nothing() {
+    let d = tmpdir("shape");
+    let out = d.join("r.json");
+    let model = "tests/golden/allops.toml"; // expects 3×16×16
+    let o = gauntlet(&[
+        "run",
+        "--model",
+        model,
+        "--dataset",
+        "datasets/data/mnist-test-1k",
+        "--output",
+        out.to_str().unwrap(),
+    ]);
+    assert_input_error(&o, &["shape", "[3, 16, 16]"]);
+    assert!(!out.exists(), "no output on error");
+    assert_eq!(std::fs::read_dir(&d).unwrap().count(), 0, "no temporary files left");
+}
+
+#[test]
+fn train_writes_a_model_that_runs() {
+    let d = tmpdir("train");
+    let out = d.join("tiny.toml");
+    let arch = d.join("arch.toml");
+    std::fs::write(&arch, "input = [1, 28, 28]\nclasses = 10\nlayers = [{ op = \"avgpool2d\", kernel = 4 }, { op = \"flatten\" }, { op = \"linear\", weight = \"fc\", out = 10 }]\n").unwrap();
+    let o = gauntlet(&[
+        "train",
+        "--spec",
+        arch.to_str().unwrap(),
+        "--dataset",
+        "datasets/data/mnist-test-1k",
+        "--out",
+        out.to_str().unwrap(),
+        "--epochs",
+        "3",
+        "--batch-size",
+        "32",
+        "--lr",
+        "0.01",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(d.join("tiny.safetensors").is_file());
+    let o = gauntlet(&[
+        "run",
+        "--model",
+        out.to_str().unwrap(),
+        "--dataset",
+        "datasets/data/mnist-test-1k",
+        "--limit",
+        "200",
+        "--attack",
+        "fgsm",
+        "--eps",
+        "0.1",
+        "--format",
+        "json",
+        "-q",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    // A linear model on 7×7 averages, trained on these very images, learns something.
+    assert!(r["clean_accuracy"].as_f64().unwrap() > 0.6, "{}", r["clean_accuracy"]);
+}

@@ -1,0 +1,188 @@
+//! The evaluator: reproducibility, distrust of attacks, and agreement with torchattacks.
+
+use candle_core::Device;
+use gauntlet::attacks::{Attack, AttackBatch, AttackOutput, Cost, Norm, Registry, ThreatModel};
+use gauntlet::datasets::{samples, ImageSet};
+use gauntlet::eval::{evaluate, EvalConfig, Evaluation, Silent};
+use gauntlet::models::{zoo, Classifier};
+use gauntlet::report::{DatasetInfo, Meta, ModelInfo, Report, RunInfo};
+
+fn data(n: usize) -> ImageSet {
+    let mut d = samples::mnist_test_1k().unwrap();
+    d.truncate(n);
+    d
+}
+
+fn config(attacks: &[&str], eps: &[f64], batch_size: usize) -> EvalConfig {
+    let r = Registry::default();
+    EvalConfig {
+        attacks: attacks.iter().map(|a| r.create(a).unwrap()).collect(),
+        norm: Norm::Linf,
+        eps: eps.to_vec(),
+        seed: 7,
+        batch_size,
+        targets: None,
+    }
+}
+
+fn report(ev: &Evaluation) -> Report {
+    let meta = Meta {
+        model: ModelInfo { source: "m".into(), input: [1, 28, 28], classes: 10, parameters: 0 },
+        dataset: DatasetInfo { source: "d".into(), samples: ev.samples() },
+        seed: 7,
+        bounds: [0.0, 1.0],
+        run: RunInfo { device: "cpu".into(), threads: 1, batch_size: 1, time_s: 0.0, clean_time_s: 0.0 },
+    };
+    Report::new(ev, meta)
+}
+
+#[test]
+fn results_do_not_depend_on_batch_size() {
+    let model = zoo::mnist_cnn(&Device::Cpu).unwrap();
+    let d = data(80);
+    let run =
+        |b| evaluate(&model, &d, &config(&["fgsm", "pgd:steps=8,restarts=2"], &[0.05, 0.1, 0.2], b), &Silent).unwrap();
+    let (a, b) = (run(7), run(64));
+    assert_eq!(a.clean_pred, b.clean_pred);
+    for (x, y) in a.attacks.iter().zip(&b.attacks) {
+        assert_eq!(x.broken, y.broken, "attack {} differs between batch sizes 7 and 64", x.name);
+    }
+    let (ra, rb) = (report(&a), report(&b));
+    for (x, y) in ra.results.iter().zip(&rb.results) {
+        assert_eq!((x.robust, x.broken, &x.perturbation), (y.robust, y.broken, &y.perturbation));
+    }
+}
+
+#[test]
+fn robustness_falls_with_eps_and_pgd_beats_fgsm() {
+    let model = zoo::mnist_cnn(&Device::Cpu).unwrap();
+    let ev = evaluate(&model, &data(100), &config(&["fgsm", "pgd:steps=20"], &[0.3, 0.05, 0.1], 50), &Silent).unwrap();
+    assert_eq!(ev.eps, vec![0.05, 0.1, 0.3], "budgets are swept in ascending order");
+    let r = report(&ev);
+    for a in r.results.chunks(3) {
+        assert!(a[0].robust >= a[1].robust && a[1].robust >= a[2].robust);
+        for res in a {
+            if let Some(p) = &res.perturbation {
+                assert!(p.linf.max <= res.eps * (1.0 + 1e-6), "{} eps {}: {}", res.attack, res.eps, p.linf.max);
+            }
+        }
+    }
+    for k in 0..3 {
+        assert!(r.results[3 + k].robust <= r.results[k].robust, "PGD weaker than FGSM at eps {}", r.eps[k]);
+        assert_eq!(
+            r.worst_case[k].robust,
+            r.results[k].robust.min(r.results[3 + k].robust).min(r.worst_case[k].robust)
+        );
+        assert!(r.worst_case[k].robust <= r.results[3 + k].robust);
+    }
+    // At eps 0.3 an undefended MNIST model is broken almost everywhere.
+    assert!(r.results[5].robust_accuracy < 0.2, "PGD at 0.3 leaves {}", r.results[5].robust_accuracy);
+    assert!(r.clean_accuracy > 0.95);
+}
+
+/// An attack that ignores the budget and lies about its success.
+#[derive(Debug)]
+struct Cheat {
+    nan: bool,
+}
+
+impl Attack for Cheat {
+    fn name(&self) -> &str {
+        "cheat"
+    }
+    fn params(&self) -> String {
+        String::new()
+    }
+    fn run(
+        &self,
+        _m: &dyn Classifier,
+        b: &AttackBatch<'_>,
+        _t: &ThreatModel,
+    ) -> gauntlet::attacks::Result<AttackOutput> {
+        let n = b.len();
+        let x_adv = if self.nan {
+            (b.x0 * f64::NAN)?
+        } else {
+            // Far outside the ball: the inverted image.
+            b.x0.affine(-1.0, 1.0)?
+        };
+        Ok(AttackOutput { x_adv, steps: vec![Some(1); n], reached: vec![true; n], cost: Cost::default() })
+    }
+}
+
+#[test]
+fn attack_outputs_are_reprojected_and_rechecked() {
+    let model = zoo::mnist_cnn(&Device::Cpu).unwrap();
+    let d = data(60);
+    for nan in [false, true] {
+        let cfg = EvalConfig {
+            attacks: vec![Box::new(Cheat { nan })],
+            norm: Norm::Linf,
+            eps: vec![0.02, 0.1],
+            seed: 0,
+            batch_size: 16,
+            targets: None,
+        };
+        let ev = evaluate(&model, &d, &cfg, &Silent).unwrap();
+        let r = report(&ev);
+        for res in &r.results {
+            if let Some(p) = &res.perturbation {
+                assert!(p.linf.max <= res.eps * (1.0 + 1e-6));
+            }
+            assert!(res.unconfirmed <= res.attacked);
+        }
+        // The inverted image, pulled back into a ball of 0.02, rarely fools the model: the
+        // attack's claims must show up as unconfirmed rather than as broken samples.
+        assert!(r.results[0].unconfirmed > r.results[0].broken, "{:?}", r.results[0]);
+        if nan {
+            assert!(r.results.iter().all(|x| x.broken == 0), "NaN outputs must fall back to the clean image");
+        }
+        // The evaluator's own check: re-classify each counted adversarial example.
+        for (i, b) in ev.attacks[0].broken.iter().enumerate() {
+            if let Some(b) = b {
+                let eps = ev.eps[b.eps_index];
+                assert!(b.linf <= eps * (1.0 + 1e-6));
+                assert_ne!(b.adv_pred, d.labels[i]);
+            }
+        }
+    }
+}
+
+#[test]
+fn targeted_attacks_reach_their_target() {
+    let model = zoo::mnist_cnn(&Device::Cpu).unwrap();
+    let d = data(40);
+    let mut cfg = config(&["pgd:steps=20"], &[0.2, 0.3], 40);
+    cfg.targets = Some(vec![3; 40]);
+    let ev = evaluate(&model, &d, &cfg, &Silent).unwrap();
+    let hits: Vec<_> = ev.attacks[0].broken.iter().flatten().collect();
+    assert!(hits.len() > 10, "targeted PGD at 0.3 should reach class 3 often, got {}", hits.len());
+    assert!(hits.iter().all(|b| b.adv_pred == 3));
+    for (i, &l) in d.labels.iter().enumerate() {
+        if l == 3 {
+            assert!(ev.attacks[0].broken[i].is_none(), "samples of the target class are not attacked");
+        }
+    }
+}
+
+#[test]
+fn agrees_with_torchattacks_on_the_shipped_model() {
+    let golden: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string("tests/golden/mnist_torchattacks.json").unwrap()).unwrap();
+    let n = golden["samples"].as_u64().unwrap() as usize;
+    let model = zoo::mnist_cnn(&Device::Cpu).unwrap();
+    let eps = [0.05, 0.1, 0.2, 0.3];
+    let ev = evaluate(&model, &data(n), &config(&["fgsm", "pgd:steps=40,step=0.01"], &eps, 500), &Silent).unwrap();
+    let r = report(&ev);
+    let clean = golden["clean_accuracy"].as_f64().unwrap();
+    assert!((r.clean_accuracy - clean).abs() <= 0.001, "clean {} vs torch {clean}", r.clean_accuracy);
+    for (k, e) in eps.iter().enumerate() {
+        let key = format!("{e}");
+        let fgsm = golden["fgsm"][&key].as_f64().unwrap();
+        let pgd = golden["pgd"][&key].as_f64().unwrap();
+        let (ours_fgsm, ours_pgd) = (r.results[k].robust_accuracy, r.results[4 + k].robust_accuracy);
+        assert!((ours_fgsm - fgsm).abs() <= 0.01, "FGSM eps {e}: ours {ours_fgsm}, torchattacks {fgsm}");
+        assert!(ours_pgd <= pgd + 0.02, "PGD eps {e}: ours {ours_pgd} is weaker than torchattacks {pgd}");
+        assert!((ours_pgd - pgd).abs() <= 0.02, "PGD eps {e}: ours {ours_pgd}, torchattacks {pgd}");
+    }
+}

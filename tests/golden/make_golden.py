@@ -1,0 +1,176 @@
+"""Golden files for Gauntlet's tests, produced by PyTorch (and torchattacks).
+
+Run from the repository root:  python tests/golden/make_golden.py
+Needs: torch, torchattacks, safetensors, numpy (e.g. `pip install torch torchattacks safetensors numpy`).
+
+Writes
+  tests/golden/allops.toml, allops.safetensors   a small CNN with every layer type of the spec format
+  tests/golden/allops_io.safetensors             inputs, labels, logits, input gradients (CE, margin),
+                                                 torchattacks FGSM adversarials at eps 0.03 (f64)
+  tests/golden/mnist_torchattacks.json           torchattacks robust accuracies of the shipped model
+                                                 on the shipped 1,000 MNIST test images
+"""
+import gzip
+import json
+import os
+import struct
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import torchattacks
+from safetensors.torch import load_file, save_file
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+torch.manual_seed(0)
+
+
+class AllOps(nn.Module):
+    """Every layer type of the spec format, with odd settings (stride, groups, kernel != stride, pads)."""
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("mean", torch.tensor([0.5, 0.4, 0.3]).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor([0.2, 0.25, 0.3]).view(1, 3, 1, 1))
+        self.conv1 = nn.Conv2d(3, 8, 3, padding=1)
+        self.bn1 = nn.BatchNorm2d(8)
+        self.conv2 = nn.Conv2d(8, 8, 3, stride=2, padding=1, groups=2)
+        self.conv3 = nn.Conv2d(8, 6, 3, padding=2, dilation=2, bias=False)
+        self.fc1 = nn.Linear(6 * 2 * 2, 16)
+        self.fc2 = nn.Linear(16, 10)
+
+    def forward(self, x):
+        x = (x - self.mean) / self.std
+        x = F.relu(self.bn1(self.conv1(x)))           # 16x16
+        x = F.max_pool2d(x, 2)                        # 8x8
+        x = F.leaky_relu(self.conv2(x), 0.1)          # 4x4
+        x = F.avg_pool2d(x, 2, stride=1)              # 3x3, kernel != stride
+        x = torch.tanh(self.conv3(x))                 # 3x3
+        x = F.max_pool2d(x, 3, stride=2, padding=1)   # 2x2, padded
+        x = torch.flatten(x, 1)
+        x = torch.sigmoid(self.fc1(x))
+        x = F.dropout(x, 0.5, training=self.training)
+        return self.fc2(x)
+
+
+ALLOPS_TOML = """# Every layer type, with PyTorch-made weights; see make_golden.py.
+weights = "allops.safetensors"
+input = [3, 16, 16]
+classes = 10
+mean = [0.5, 0.4, 0.3]
+std = [0.2, 0.25, 0.3]
+layers = [
+  { op = "conv2d", weight = "conv1", padding = 1 },
+  { op = "batchnorm2d", weight = "bn1" },
+  { op = "relu" },
+  { op = "maxpool2d", kernel = 2 },
+  { op = "conv2d", weight = "conv2", stride = 2, padding = 1, groups = 2 },
+  { op = "leaky_relu", slope = 0.1 },
+  { op = "avgpool2d", kernel = 2, stride = 1 },
+  { op = "conv2d", weight = "conv3", padding = 2, dilation = 2 },
+  { op = "tanh" },
+  { op = "maxpool2d", kernel = 3, stride = 2, padding = 1 },
+  { op = "flatten" },
+  { op = "linear", weight = "fc1" },
+  { op = "sigmoid" },
+  { op = "dropout", p = 0.5 },
+  { op = "linear", weight = "fc2" },
+]
+"""
+
+
+def margin(logits, y):
+    z_y = logits.gather(1, y[:, None])[:, 0]
+    other = logits.masked_fill(F.one_hot(y, logits.shape[1]).bool(), -1e9).amax(1)
+    return other - z_y
+
+
+def allops():
+    m = AllOps()
+    with torch.no_grad():  # non-trivial running statistics
+        m.bn1.running_mean.uniform_(-0.5, 0.5)
+        m.bn1.running_var.uniform_(0.5, 2.0)
+        m.bn1.weight.uniform_(0.5, 1.5)
+        m.bn1.bias.uniform_(-0.2, 0.2)
+    m.eval()
+    sd = {k: v.contiguous() for k, v in m.state_dict().items() if k not in ("mean", "std")}
+    save_file(sd, os.path.join(HERE, "allops.safetensors"))
+    with open(os.path.join(HERE, "allops.toml"), "w") as f:
+        f.write(ALLOPS_TOML)
+
+    m = m.double()
+    x = torch.rand(6, 3, 16, 16, dtype=torch.float64)
+    y = torch.tensor([0, 3, 7, 9, 1, 5])
+    xv = x.clone().requires_grad_(True)
+    logits = m(xv)
+    F.cross_entropy(logits, y, reduction="sum").backward()
+    grad_ce = xv.grad.detach().clone()
+    xv.grad = None
+    margin(m(xv), y).sum().backward()
+    grad_margin = xv.grad.detach().clone()
+
+    atk = torchattacks.FGSM(m, eps=0.03)
+    fgsm = atk(x, y)
+    save_file(
+        {"input": x, "labels": y.to(torch.int64), "logits": logits.detach(), "grad_ce": grad_ce,
+         "grad_margin": grad_margin, "fgsm_eps_0.03": fgsm.detach()},
+        os.path.join(HERE, "allops_io.safetensors"),
+    )
+
+
+class MnistCnn(nn.Module):
+    """The shipped model's architecture (models/zoo/mnist-cnn.toml)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 16, 3, padding=1)
+        self.conv2 = nn.Conv2d(16, 32, 3, padding=1)
+        self.fc1 = nn.Linear(32 * 7 * 7, 100)
+        self.fc2 = nn.Linear(100, 10)
+
+    def forward(self, x):
+        x = (x - 0.1307) / 0.3081
+        x = F.max_pool2d(F.relu(self.conv1(x)), 2)
+        x = F.max_pool2d(F.relu(self.conv2(x)), 2)
+        x = F.relu(self.fc1(torch.flatten(x, 1)))
+        return self.fc2(x)
+
+
+def read_idx(path):
+    with gzip.open(path, "rb") as f:
+        data = f.read()
+    nd = data[3]
+    dims = struct.unpack(">" + "I" * nd, data[4 : 4 + 4 * nd])
+    return np.frombuffer(data[4 + 4 * nd :], dtype=np.uint8).reshape(dims)
+
+
+def mnist_reference():
+    m = MnistCnn()
+    m.load_state_dict(load_file(os.path.join(ROOT, "models/zoo/mnist-cnn.safetensors")))
+    m.eval()
+    d = os.path.join(ROOT, "datasets/data/mnist-test-1k")
+    x = torch.tensor(read_idx(os.path.join(d, "t10k-images-idx3-ubyte.gz")), dtype=torch.float32)[:, None] / 255.0
+    y = torch.tensor(read_idx(os.path.join(d, "t10k-labels-idx1-ubyte.gz")), dtype=torch.int64)
+    with torch.no_grad():
+        correct = m(x).argmax(1) == y
+    out = {"samples": len(y), "clean_accuracy": correct.float().mean().item(), "fgsm": {}, "pgd": {},
+           "pgd_params": {"steps": 40, "alpha": 0.01, "random_start": True, "seed": 0}}
+    for eps in [0.05, 0.1, 0.2, 0.3]:
+        adv = torchattacks.FGSM(m, eps=eps)(x, y)
+        with torch.no_grad():
+            out["fgsm"][str(eps)] = ((m(adv).argmax(1) == y) & correct).float().mean().item()
+        torch.manual_seed(0)
+        adv = torchattacks.PGD(m, eps=eps, alpha=0.01, steps=40, random_start=True)(x, y)
+        with torch.no_grad():
+            out["pgd"][str(eps)] = ((m(adv).argmax(1) == y) & correct).float().mean().item()
+    with open(os.path.join(HERE, "mnist_torchattacks.json"), "w") as f:
+        json.dump(out, f, indent=2)
+        f.write("\n")
+
+
+if __name__ == "__main__":
+    torch.set_num_threads(2)
+    allops()
+    mnist_reference()

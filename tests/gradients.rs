@@ -1,0 +1,165 @@
+//! Input gradients: against PyTorch golden files and against f64 central finite differences.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use candle_core::{DType, Device, Tensor};
+use gauntlet::attacks::{Attack, AttackBatch, Fgsm, Norm, Params, ThreatModel};
+use gauntlet::models::{load_model, objective, Bounds, Classifier, Goal, LayerSpec, Loss, ModelSpec};
+
+fn golden() -> HashMap<String, Tensor> {
+    candle_core::safetensors::load("tests/golden/allops_io.safetensors", &Device::Cpu).unwrap()
+}
+
+fn max_rel_err(a: &Tensor, b: &Tensor) -> f64 {
+    let a = a.to_dtype(DType::F64).unwrap().flatten_all().unwrap().to_vec1::<f64>().unwrap();
+    let b = b.to_dtype(DType::F64).unwrap().flatten_all().unwrap().to_vec1::<f64>().unwrap();
+    assert_eq!(a.len(), b.len());
+    let scale = b.iter().fold(0f64, |m, v| m.max(v.abs())).max(1e-30);
+    a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0f64, f64::max) / scale
+}
+
+fn labels(g: &HashMap<String, Tensor>) -> Vec<u32> {
+    g["labels"].to_vec1::<i64>().unwrap().iter().map(|&v| v as u32).collect()
+}
+
+#[test]
+fn logits_and_input_gradients_match_pytorch() {
+    let model = load_model(Path::new("tests/golden/allops.toml"), DType::F64, &Device::Cpu).unwrap();
+    let g = golden();
+    let goal = Goal::untargeted(labels(&g));
+    let logits = model.logits(&g["input"]).unwrap();
+    assert!(max_rel_err(&logits, &g["logits"]) < 1e-10, "logits differ from PyTorch");
+    for (loss, key) in [(Loss::CrossEntropy, "grad_ce"), (Loss::Margin, "grad_margin")] {
+        let lg = model.loss_and_grad(&g["input"], &goal, loss).unwrap();
+        let err = max_rel_err(&lg.grad, &g[key]);
+        assert!(err < 1e-9, "{key}: max relative error {err:e} against PyTorch");
+    }
+}
+
+#[test]
+fn f32_model_agrees_with_pytorch_to_single_precision() {
+    let model = load_model(Path::new("tests/golden/allops.toml"), DType::F32, &Device::Cpu).unwrap();
+    let g = golden();
+    let x = g["input"].to_dtype(DType::F32).unwrap();
+    let lg = model.loss_and_grad(&x, &Goal::untargeted(labels(&g)), Loss::CrossEntropy).unwrap();
+    assert!(max_rel_err(&lg.logits, &g["logits"]) < 1e-4);
+    assert!(max_rel_err(&lg.grad, &g["grad_ce"]) < 1e-3);
+}
+
+#[test]
+fn fgsm_matches_torchattacks() {
+    let model = load_model(Path::new("tests/golden/allops.toml"), DType::F64, &Device::Cpu).unwrap();
+    let g = golden();
+    let goal = Goal::untargeted(labels(&g));
+    let fgsm = Fgsm::from_params(Params::parse("fgsm", "").unwrap()).unwrap();
+    let threat = ThreatModel::new(Norm::Linf, 0.03, Bounds::default()).unwrap();
+    let ids: Vec<u64> = (0..6).collect();
+    let batch = AttackBatch { x0: &g["input"], goal: &goal, ids: &ids, seed: 0, stream: 0 };
+    let out = fgsm.run(&model, &batch, &threat).unwrap();
+    let err = max_rel_err(&out.x_adv, &g["fgsm_eps_0.03"]);
+    assert!(err < 1e-12, "FGSM differs from torchattacks by {err:e}");
+}
+
+/// Central finite differences of the summed per-sample objective, in f64.
+fn check_fd(spec: &ModelSpec, weights: &HashMap<String, Tensor>, what: &str) {
+    let model = spec.build(weights, Path::new(what), DType::F64, &Device::Cpu).unwrap();
+    let [c, h, w] = spec.input;
+    let n = 2;
+    let mut state = 12345u64;
+    let mut rnd = || {
+        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        ((state >> 11) as f64) / ((1u64 << 53) as f64)
+    };
+    let x: Vec<f64> = (0..n * c * h * w).map(|_| 0.05 + 0.9 * rnd()).collect();
+    let x = Tensor::from_vec(x, (n, c, h, w), &Device::Cpu).unwrap();
+    for loss in [Loss::CrossEntropy, Loss::Margin] {
+        let goal = Goal::untargeted(vec![0, 2]);
+        let grad = model.loss_and_grad(&x, &goal, loss).unwrap().grad.flatten_all().unwrap().to_vec1::<f64>().unwrap();
+        let base = x.flatten_all().unwrap().to_vec1::<f64>().unwrap();
+        let f = |v: &[f64]| -> f64 {
+            let t = Tensor::from_slice(v, (n, c, h, w), &Device::Cpu).unwrap();
+            objective(&model.logits(&t).unwrap(), &goal, loss).unwrap().sum_all().unwrap().to_scalar::<f64>().unwrap()
+        };
+        let hstep = 1e-6;
+        let mut worst = 0f64;
+        let scale = grad.iter().fold(0f64, |m, v| m.max(v.abs()));
+        assert!(scale > 0.0, "{what}: gradient is identically zero");
+        for i in 0..base.len() {
+            let mut p = base.clone();
+            p[i] += hstep;
+            let mut m = base.clone();
+            m[i] -= hstep;
+            let fd = (f(&p) - f(&m)) / (2.0 * hstep);
+            worst = worst.max((fd - grad[i]).abs());
+        }
+        assert!(worst / scale < 1e-6, "{what} ({loss:?}): finite differences differ by {:e} (relative)", worst / scale);
+    }
+}
+
+fn layer_spec(input: [usize; 3], layers: Vec<LayerSpec>) -> ModelSpec {
+    ModelSpec { weights: None, input, classes: 3, mean: None, std: None, bounds: None, layers }
+}
+
+fn head(mut layers: Vec<LayerSpec>) -> Vec<LayerSpec> {
+    layers.push(LayerSpec::Flatten);
+    layers.push(LayerSpec::Linear { weight: "head".into(), out: Some(3) });
+    layers
+}
+
+fn conv(out: usize, kernel: usize, stride: usize, padding: usize, dilation: usize, groups: usize) -> LayerSpec {
+    LayerSpec::Conv2d { weight: "c".into(), stride, padding, dilation, groups, out: Some(out), kernel: Some(kernel) }
+}
+
+#[test]
+fn every_layer_type_matches_finite_differences() {
+    let input = [2, 6, 6];
+    let cases: Vec<(&str, Vec<LayerSpec>)> = vec![
+        ("conv2d", vec![conv(3, 3, 1, 1, 1, 1)]),
+        ("conv2d stride 2", vec![conv(4, 3, 2, 0, 1, 1)]),
+        ("conv2d dilation 2", vec![conv(2, 2, 1, 1, 2, 1)]),
+        ("conv2d groups", vec![conv(4, 3, 1, 1, 1, 2)]),
+        ("linear", vec![]),
+        ("relu", vec![conv(3, 3, 1, 1, 1, 1), LayerSpec::Relu]),
+        ("leaky_relu", vec![conv(3, 3, 1, 1, 1, 1), LayerSpec::LeakyRelu { slope: 0.2 }]),
+        ("tanh", vec![LayerSpec::Tanh]),
+        ("sigmoid", vec![LayerSpec::Sigmoid]),
+        ("maxpool2d 2", vec![LayerSpec::Maxpool2d { kernel: 2, stride: None, padding: 0 }]),
+        ("maxpool2d 3/2 pad 1", vec![LayerSpec::Maxpool2d { kernel: 3, stride: Some(2), padding: 1 }]),
+        ("maxpool2d 2/1", vec![LayerSpec::Maxpool2d { kernel: 2, stride: Some(1), padding: 0 }]),
+        ("avgpool2d 2", vec![LayerSpec::Avgpool2d { kernel: 2, stride: None, padding: 0 }]),
+        ("avgpool2d 3/2 pad 1", vec![LayerSpec::Avgpool2d { kernel: 3, stride: Some(2), padding: 1 }]),
+        ("dropout", vec![LayerSpec::Dropout { p: 0.5 }, LayerSpec::Tanh]),
+    ];
+    for (what, layers) in cases {
+        let mut spec = layer_spec(input, head(layers));
+        spec.mean = Some(vec![0.3, 0.6]);
+        spec.std = Some(vec![0.5, 0.25]);
+        let weights = spec.init_weights(7).unwrap();
+        check_fd(&spec, &weights, what);
+    }
+}
+
+#[test]
+fn batchnorm_matches_finite_differences() {
+    let spec = layer_spec([2, 4, 4], head(vec![LayerSpec::Batchnorm2d { weight: "bn".into(), eps: 1e-5 }]));
+    let mut weights = layer_spec([2, 4, 4], head(vec![])).init_weights(3).unwrap();
+    let t = |v: [f64; 2]| Tensor::new(&v, &Device::Cpu).unwrap();
+    weights.insert("bn.weight".into(), t([1.5, 0.7]));
+    weights.insert("bn.bias".into(), t([0.1, -0.2]));
+    weights.insert("bn.running_mean".into(), t([0.4, 0.6]));
+    weights.insert("bn.running_var".into(), t([0.3, 2.0]));
+    check_fd(&spec, &weights, "batchnorm2d");
+}
+
+#[test]
+fn max_pool_routes_the_gradient_to_the_maximum() {
+    // candle's own max_pool2d backward scales by 1/k² instead; ours must route it whole.
+    let x = Tensor::new(&[[[[1f64, 5.0], [2.0, 3.0]]]], &Device::Cpu).unwrap();
+    let var = candle_core::Var::from_tensor(&x).unwrap();
+    let w = gauntlet::models::ops::Window::square(2, 2, 0);
+    let y = gauntlet::models::ops::max_pool2d(var.as_tensor(), w).unwrap();
+    let g = y.sum_all().unwrap().backward().unwrap();
+    let grad = g.get(var.as_tensor()).unwrap().flatten_all().unwrap().to_vec1::<f64>().unwrap();
+    assert_eq!(grad, vec![0.0, 1.0, 0.0, 0.0]);
+}
