@@ -123,10 +123,17 @@ pub struct TrainArgs {
 pub fn main() -> i32 {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
-        Err(e) => {
-            let code = if e.use_stderr() { EXIT_USAGE } else { EXIT_OK };
+        Err(e) if !e.use_stderr() => {
+            // --help and --version.
             let _ = e.print();
-            return code;
+            return EXIT_OK;
+        }
+        Err(e) => {
+            // One line: clap's first line, without its tips and usage block.
+            let text = e.render().to_string();
+            let first = text.lines().next().unwrap_or("error: invalid arguments").trim_end();
+            eprintln!("{first} (see `gauntlet --help`)");
+            return EXIT_USAGE;
         }
     };
     match dispatch(cli) {

@@ -93,11 +93,12 @@ fn table_report_and_l2() {
 
 #[test]
 fn usage_errors_exit_2() {
-    assert_eq!(gauntlet(&["run", "--no-such-flag"]).status.code(), Some(2));
+    assert_input_error(&gauntlet(&["run", "--no-such-flag"]), &["--no-such-flag"]);
+    assert_input_error(&gauntlet(&["run", "--batch-size", "many"]), &["many"]);
     assert_input_error(&gauntlet(&["run", "--attack", "pgd:stepz=3"]), &["stepz", "steps"]);
     assert_input_error(&gauntlet(&["run", "--attack", "nope"]), &["unknown attack `nope`", "fgsm"]);
     assert_input_error(&gauntlet(&["run", "--eps", "0.1,abc"]), &["abc"]);
-    assert_input_error(&gauntlet(&["run", "--eps", "-1"]), &["-1"]);
+    assert_input_error(&gauntlet(&["run", "--eps=-1"]), &["-1"]);
     assert_input_error(&gauntlet(&["run", "--norm", "l7"]), &["l7"]);
 }
 

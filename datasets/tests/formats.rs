@@ -15,14 +15,14 @@ fn tmpdir(name: &str) -> PathBuf {
     d
 }
 
-/// 3 images of 2×3×2 (C, H, W), uint8, distinct values; labels 0, 4, 9.
+/// 3 images of 3×2×2 (C, H, W), uint8, distinct values; labels 0, 4, 9.
 fn reference() -> (Vec<u8>, Vec<u32>) {
     ((0..36).map(|v| (v * 7) as u8).collect(), vec![0, 4, 9])
 }
 
 fn expect_reference(set: &ImageSet) {
     let (raw, labels) = reference();
-    assert_eq!(set.shape, [2, 3, 2]);
+    assert_eq!(set.shape, [3, 2, 2]);
     assert_eq!(set.labels, labels);
     let want: Vec<f32> = raw.iter().map(|&v| v as f32 / 255.0).collect();
     for (a, b) in set.images.iter().zip(&want) {
@@ -31,7 +31,7 @@ fn expect_reference(set: &ImageSet) {
 }
 
 fn nchw() -> Array4<u8> {
-    Array4::from_shape_vec((3, 2, 3, 2), reference().0).unwrap()
+    Array4::from_shape_vec((3, 3, 2, 2), reference().0).unwrap()
 }
 
 #[test]
@@ -70,7 +70,7 @@ fn npy_pair() {
 fn safetensors_set() {
     let d = tmpdir("st");
     let p = d.join("data.safetensors");
-    let images = Tensor::from_vec(reference().0, (3, 2, 3, 2), &Device::Cpu).unwrap();
+    let images = Tensor::from_vec(reference().0, (3, 3, 2, 2), &Device::Cpu).unwrap();
     let labels = Tensor::from_vec(vec![0i64, 4, 9], 3, &Device::Cpu).unwrap();
     candle_core::safetensors::save(
         &[("images", images), ("labels", labels)].into_iter().map(|(k, v)| (k.to_string(), v)).collect(),

@@ -119,8 +119,11 @@ pub fn objective(logits: &Tensor, goal: &Goal, loss: Loss) -> Result<Tensor> {
     let z_c = logits.gather(&idx, 1)?.squeeze(1)?;
     let value = match loss {
         Loss::CrossEntropy => {
-            // cross-entropy = logsumexp(z) − z_c
-            let ce = (logits.log_sum_exp(D::Minus1)? - &z_c)?;
+            // cross-entropy = logsumexp(z) − z_c, with the shift by max(z) kept out of the graph
+            // (it cancels mathematically; through candle's max it would leak into tied logits).
+            let m = logits.max_keepdim(D::Minus1)?.detach();
+            let lse = (logits.broadcast_sub(&m)?.exp()?.sum_keepdim(D::Minus1)?.log()? + &m)?.squeeze(D::Minus1)?;
+            let ce = (lse - &z_c)?;
             if goal.targeted {
                 ce.neg()?
             } else {

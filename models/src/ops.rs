@@ -2,9 +2,11 @@
 //!
 //! candle's `max_pool2d` backward scales the upstream gradient by the fraction of maxima in each
 //! window instead of routing it to the maximum, and has no backward when kernel ≠ stride; its
-//! `avg_pool2d` backward assumes kernel = stride. The pools here are written with `narrow`,
-//! `reshape` and reductions, whose backward passes are right (ties share the gradient, which is
-//! harmless for attacks), and `sigmoid` with elementary ops so that it always has a gradient.
+//! `avg_pool2d` backward assumes kernel = stride; its `max` reduction gives every tied element the
+//! whole gradient; its ReLU passes the gradient at 0. The ops here follow PyTorch exactly: max
+//! pooling routes the gradient to the first maximum of each window (in row-major window order),
+//! ReLU has gradient 0 at 0. Ties matter: on MNIST, flat background makes many windows tie, and a
+//! gradient copied to every tied element changes the sign pattern that FGSM and PGD step along.
 
 use candle_core::{Result, Tensor};
 
@@ -62,14 +64,30 @@ fn pool(x: &Tensor, w: Window, reduce: Reduce) -> Result<Tensor> {
     let need_h = (kh - 1 + sh * oh).max(h + 2 * w.padding[0]);
     let need_w = (kw - 1 + sw * ow).max(wd + 2 * w.padding[1]);
     let x = pad2d(x, w.padding[0], need_h - h - w.padding[0], w.padding[1], need_w - wd - w.padding[1], fill)?;
-    if kh == sh && kw == sw {
-        // Non-overlapping windows: one reshape, two reductions.
-        let x = x.narrow(2, 0, oh * kh)?.narrow(3, 0, ow * kw)?.reshape((n, c, oh, kh, ow, kw))?;
-        return match reduce {
-            Reduce::Max => x.max(5)?.max(3),
-            Reduce::Mean => x.mean(5)?.mean(3),
-        };
+    // Windows as the last axis, (N, C, OH, OW, kh·kw), taps in row-major window order.
+    let windows = if kh == sh && kw == sw {
+        // Non-overlapping windows: one reshape and a permutation.
+        x.narrow(2, 0, oh * kh)?
+            .narrow(3, 0, ow * kw)?
+            .reshape((n, c, oh, kh, ow, kw))?
+            .permute((0, 1, 2, 4, 3, 5))?
+            .reshape((n, c, oh, ow, kh * kw))?
+    } else {
+        strided_taps(&x, [kh, kw], [sh, sw], [oh, ow])?
+    };
+    match reduce {
+        Reduce::Mean => windows.mean(4),
+        Reduce::Max => {
+            // Route the gradient to the first maximum only, as PyTorch does.
+            let first = windows.detach().argmax_keepdim(4)?;
+            windows.gather(&first, 4)?.squeeze(4)
+        }
     }
+}
+
+/// Every window tap of a padded (N, C, H, W) tensor, stacked as (N, C, OH, OW, kh·kw).
+fn strided_taps(x: &Tensor, [kh, kw]: [usize; 2], [sh, sw]: [usize; 2], [oh, ow]: [usize; 2]) -> Result<Tensor> {
+    let (n, c, _, need_w) = x.dims4()?;
     let mut taps = Vec::with_capacity(kh * kw);
     for i in 0..kh {
         let rows = x.narrow(2, i, sh * oh)?.reshape((n, c, oh, sh, need_w))?.narrow(3, 0, 1)?.squeeze(3)?;
@@ -78,11 +96,7 @@ fn pool(x: &Tensor, w: Window, reduce: Reduce) -> Result<Tensor> {
             taps.push(tap);
         }
     }
-    let stacked = Tensor::stack(&taps, 4)?;
-    match reduce {
-        Reduce::Max => stacked.max(4),
-        Reduce::Mean => stacked.mean(4),
-    }
+    Tensor::stack(&taps, 4)
 }
 
 /// Pads the two spatial axes of (N, C, H, W) with a constant.
@@ -111,6 +125,11 @@ pub fn pad2d(x: &Tensor, top: usize, bottom: usize, left: usize, right: usize, v
 /// Logistic sigmoid from elementary ops (always differentiable).
 pub fn sigmoid(x: &Tensor) -> Result<Tensor> {
     (x.neg()?.exp()? + 1.0)?.recip()
+}
+
+/// ReLU with PyTorch's gradient convention (0 at 0).
+pub fn relu(x: &Tensor) -> Result<Tensor> {
+    x.gt(0.0)?.where_cond(x, &x.zeros_like()?)
 }
 
 /// Leaky ReLU: x for x > 0, slope·x otherwise.

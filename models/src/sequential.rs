@@ -71,7 +71,7 @@ impl Layer {
                 }
             }
             Layer::BatchNorm2d { scale, shift } => x.broadcast_mul(scale)?.broadcast_add(shift),
-            Layer::Relu => x.relu(),
+            Layer::Relu => ops::relu(x),
             Layer::LeakyRelu(slope) => ops::leaky_relu(x, *slope),
             Layer::Tanh => x.tanh(),
             Layer::Sigmoid => ops::sigmoid(x),
