@@ -2,6 +2,7 @@
 //! built from a TOML spec plus safetensors weights, pooling with correct gradients, and devices.
 
 pub mod classifier;
+pub mod conv;
 pub mod device;
 mod error;
 pub mod ops;

@@ -2,6 +2,7 @@
 
 use candle_core::{DType, Device, Tensor};
 
+use crate::conv::{self, ConvParams};
 use crate::ops::{self, Window};
 use crate::{Bounds, Classifier, ModelError, Result};
 
@@ -57,7 +58,8 @@ impl Layer {
     pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         match self {
             Layer::Conv2d { weight, bias, stride, padding, dilation, groups } => {
-                let y = x.conv2d(weight, *padding, *stride, *dilation, *groups)?;
+                let params = ConvParams { stride: *stride, padding: *padding, dilation: *dilation, groups: *groups };
+                let y = conv::conv2d(x, weight, params)?;
                 match bias {
                     Some(b) => y.broadcast_add(&b.reshape((1, b.dim(0)?, 1, 1))?),
                     None => Ok(y),

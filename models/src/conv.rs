@@ -1,0 +1,309 @@
+//! 2-D convolution on the CPU as a candle custom op, built for attacks.
+//!
+//! Forward: per sample, im2col into a small buffer and one `gemm` per group; samples in parallel.
+//! Backward: the input gradient by `gemm` with the transposed kernel and col2im; the kernel
+//! gradient only when the kernel itself is tracked (training) — an attack never pays for it.
+//! candle's own conv2d backward always computes the kernel gradient and goes through a slow
+//! `conv_transpose2d`. Other devices and dtypes use candle's conv2d.
+
+use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor};
+use rayon::prelude::*;
+
+/// Stride, padding, dilation (equal on both axes) and groups.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConvParams {
+    pub stride: usize,
+    pub padding: usize,
+    pub dilation: usize,
+    pub groups: usize,
+}
+
+/// Every size the kernels need.
+#[derive(Debug, Clone, Copy)]
+struct Dims {
+    n: usize,
+    c: usize,
+    h: usize,
+    w: usize,
+    o: usize,
+    kh: usize,
+    kw: usize,
+    oh: usize,
+    ow: usize,
+    p: ConvParams,
+}
+
+impl Dims {
+    fn new(x: &[usize], k: &[usize], p: ConvParams) -> Result<Dims> {
+        let (&[n, c, h, w], &[o, cg, kh, kw]) = (x, k) else {
+            candle_core::bail!("conv2d expects a 4-D input and a 4-D kernel, got {x:?} and {k:?}")
+        };
+        if p.groups == 0 || c % p.groups != 0 || o % p.groups != 0 || cg != c / p.groups {
+            candle_core::bail!("conv2d: input channels {c}, kernel {k:?} and groups {} do not fit", p.groups)
+        }
+        let out = |size: usize, k: usize| {
+            let span = p.dilation * (k - 1) + 1;
+            (size + 2 * p.padding).checked_sub(span).map(|v| v / p.stride + 1)
+        };
+        let (Some(oh), Some(ow)) = (out(h, kh), out(w, kw)) else {
+            candle_core::bail!("conv2d: kernel {kh}×{kw} (dilation {}) larger than the padded input {h}×{w}", p.dilation)
+        };
+        Ok(Dims { n, c, h, w, o, kh, kw, oh, ow, p })
+    }
+    fn cg(&self) -> usize {
+        self.c / self.p.groups
+    }
+    fn og(&self) -> usize {
+        self.o / self.p.groups
+    }
+    /// Rows of one group's column matrix.
+    fn ck(&self) -> usize {
+        self.cg() * self.kh * self.kw
+    }
+    fn ohw(&self) -> usize {
+        self.oh * self.ow
+    }
+    fn in_len(&self) -> usize {
+        self.c * self.h * self.w
+    }
+    fn out_len(&self) -> usize {
+        self.o * self.ohw()
+    }
+    /// Input coordinate of output position `o` and kernel tap `k` along an axis of length `size`.
+    #[inline]
+    fn src(&self, o: usize, k: usize, size: usize) -> Option<usize> {
+        let v = (o * self.p.stride + k * self.p.dilation) as isize - self.p.padding as isize;
+        (v >= 0 && (v as usize) < size).then_some(v as usize)
+    }
+}
+
+trait Elem: Copy + Send + Sync + Default + std::ops::AddAssign + 'static {
+    const ONE: Self;
+}
+impl Elem for f32 {
+    const ONE: f32 = 1.0;
+}
+impl Elem for f64 {
+    const ONE: f64 = 1.0;
+}
+
+/// dst (m×n, row-major) = [dst +] lhs·rhs, with explicit strides for lhs and rhs.
+#[allow(clippy::too_many_arguments)]
+fn gemm<T: Elem>(m: usize, n: usize, k: usize, dst: &mut [T], accumulate: bool, lhs: (&[T], isize, isize), rhs: (&[T], isize, isize)) {
+    debug_assert!(dst.len() >= m * n);
+    // SAFETY: the callers pass slices whose extents cover m×k (lhs), k×n (rhs) and m×n (dst)
+    // under the given strides; the destination does not alias the sources.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            accumulate,
+            lhs.0.as_ptr(),
+            lhs.2,
+            lhs.1,
+            rhs.0.as_ptr(),
+            rhs.2,
+            rhs.1,
+            T::ONE,
+            T::ONE,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        )
+    }
+}
+
+/// One sample's one group: col (ck × ohw) from x (C × H × W).
+fn im2col<T: Elem>(d: &Dims, x: &[T], g: usize, col: &mut [T]) {
+    let (cg, ohw) = (d.cg(), d.ohw());
+    for cc in 0..cg {
+        let plane = &x[(g * cg + cc) * d.h * d.w..][..d.h * d.w];
+        for i in 0..d.kh {
+            for j in 0..d.kw {
+                let row = &mut col[((cc * d.kh + i) * d.kw + j) * ohw..][..ohw];
+                for oy in 0..d.oh {
+                    let dst = &mut row[oy * d.ow..][..d.ow];
+                    match d.src(oy, i, d.h) {
+                        None => dst.fill(T::default()),
+                        Some(iy) => {
+                            let src = &plane[iy * d.w..][..d.w];
+                            for (ox, v) in dst.iter_mut().enumerate() {
+                                *v = d.src(ox, j, d.w).map_or(T::default(), |ix| src[ix]);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Adds col (ck × ohw) back into dx (C × H × W) for group g.
+fn col2im<T: Elem>(d: &Dims, col: &[T], g: usize, dx: &mut [T]) {
+    let (cg, ohw) = (d.cg(), d.ohw());
+    for cc in 0..cg {
+        let plane = &mut dx[(g * cg + cc) * d.h * d.w..][..d.h * d.w];
+        for i in 0..d.kh {
+            for j in 0..d.kw {
+                let row = &col[((cc * d.kh + i) * d.kw + j) * ohw..][..ohw];
+                for oy in 0..d.oh {
+                    let Some(iy) = d.src(oy, i, d.h) else { continue };
+                    let dst = &mut plane[iy * d.w..][..d.w];
+                    for (ox, &v) in row[oy * d.ow..][..d.ow].iter().enumerate() {
+                        if let Some(ix) = d.src(ox, j, d.w) {
+                            dst[ix] += v;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn forward<T: Elem>(d: &Dims, x: &[T], k: &[T]) -> Vec<T> {
+    let mut out = vec![T::default(); d.n * d.out_len()];
+    let (ck, og, ohw) = (d.ck(), d.og(), d.ohw());
+    out.par_chunks_mut(d.out_len()).zip(x.par_chunks(d.in_len())).for_each_init(
+        || vec![T::default(); ck * ohw],
+        |col, (y, xs)| {
+            for g in 0..d.p.groups {
+                im2col(d, xs, g, col);
+                let kg = &k[g * og * ck..][..og * ck];
+                gemm(og, ohw, ck, &mut y[g * og * ohw..], false, (kg, ck as isize, 1), (col, ohw as isize, 1));
+            }
+        },
+    );
+    out
+}
+
+fn input_grad<T: Elem>(d: &Dims, dy: &[T], k: &[T]) -> Vec<T> {
+    let mut dx = vec![T::default(); d.n * d.in_len()];
+    let (ck, og, ohw) = (d.ck(), d.og(), d.ohw());
+    dx.par_chunks_mut(d.in_len()).zip(dy.par_chunks(d.out_len())).for_each_init(
+        || vec![T::default(); ck * ohw],
+        |col, (dxs, dys)| {
+            for g in 0..d.p.groups {
+                let kg = &k[g * og * ck..][..og * ck];
+                // col (ck × ohw) = kgᵀ (ck × og) · dy_g (og × ohw)
+                gemm(ck, ohw, og, col, false, (kg, 1, ck as isize), (&dys[g * og * ohw..], ohw as isize, 1));
+                col2im(d, col, g, dxs);
+            }
+        },
+    );
+    dx
+}
+
+fn kernel_grad<T: Elem>(d: &Dims, x: &[T], dy: &[T]) -> Vec<T> {
+    let (ck, og, ohw) = (d.ck(), d.og(), d.ohw());
+    let klen = d.o * ck;
+    x.par_chunks(d.in_len())
+        .zip(dy.par_chunks(d.out_len()))
+        .fold(
+            || (vec![T::default(); klen], vec![T::default(); ck * ohw]),
+            |(mut dk, mut col), (xs, dys)| {
+                for g in 0..d.p.groups {
+                    im2col(d, xs, g, &mut col);
+                    // dk_g (og × ck) += dy_g (og × ohw) · colᵀ (ohw × ck)
+                    gemm(og, ck, ohw, &mut dk[g * og * ck..], true, (&dys[g * og * ohw..], ohw as isize, 1), (&col, 1, ohw as isize));
+                }
+                (dk, col)
+            },
+        )
+        .map(|(dk, _)| dk)
+        .reduce(
+            || vec![T::default(); klen],
+            |mut a, b| {
+                a.iter_mut().zip(b).for_each(|(x, y)| *x += y);
+                a
+            },
+        )
+}
+
+fn slice<'a, T>(s: &'a [T], l: &Layout) -> Result<&'a [T]> {
+    match l.contiguous_offsets() {
+        Some((a, b)) => Ok(&s[a..b]),
+        None => candle_core::bail!("conv2d custom op expects contiguous tensors"),
+    }
+}
+
+/// Runs `$f` on the f32 or f64 contents of two storages and wraps the result.
+macro_rules! dispatch {
+    ($s1:expr, $l1:expr, $s2:expr, $l2:expr, |$a:ident, $b:ident| $body:expr) => {
+        match ($s1, $s2) {
+            (CpuStorage::F32(x), CpuStorage::F32(y)) => {
+                let ($a, $b) = (slice(x, $l1)?, slice(y, $l2)?);
+                CpuStorage::F32($body)
+            }
+            (CpuStorage::F64(x), CpuStorage::F64(y)) => {
+                let ($a, $b) = (slice(x, $l1)?, slice(y, $l2)?);
+                CpuStorage::F64($body)
+            }
+            _ => candle_core::bail!("conv2d custom op supports f32 and f64 of one dtype"),
+        }
+    };
+}
+
+struct Conv(ConvParams);
+struct ConvInputGrad {
+    p: ConvParams,
+    input: [usize; 4],
+}
+struct ConvKernelGrad {
+    p: ConvParams,
+    kernel: [usize; 4],
+}
+
+impl CustomOp2 for Conv {
+    fn name(&self) -> &'static str {
+        "gauntlet-conv2d"
+    }
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+        let d = Dims::new(l1.dims(), l2.dims(), self.0)?;
+        let out = dispatch!(s1, l1, s2, l2, |x, k| forward(&d, x, k));
+        Ok((out, Shape::from((d.n, d.o, d.oh, d.ow))))
+    }
+    fn bwd(&self, x: &Tensor, k: &Tensor, _res: &Tensor, dy: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let dy = dy.contiguous()?;
+        let input: [usize; 4] = x.dims4()?.into();
+        let dx = x.track_op().then(|| dy.apply_op2_no_bwd(k, &ConvInputGrad { p: self.0, input })).transpose()?;
+        let kernel: [usize; 4] = k.dims4()?.into();
+        let dk = k.track_op().then(|| x.apply_op2_no_bwd(&dy, &ConvKernelGrad { p: self.0, kernel })).transpose()?;
+        Ok((dx, dk))
+    }
+}
+
+impl CustomOp2 for ConvInputGrad {
+    fn name(&self) -> &'static str {
+        "gauntlet-conv2d-input-grad"
+    }
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+        let d = Dims::new(&self.input, l2.dims(), self.p)?;
+        let dx = dispatch!(s1, l1, s2, l2, |dy, k| input_grad(&d, dy, k));
+        Ok((dx, Shape::from(self.input.to_vec())))
+    }
+}
+
+impl CustomOp2 for ConvKernelGrad {
+    fn name(&self) -> &'static str {
+        "gauntlet-conv2d-kernel-grad"
+    }
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+        let d = Dims::new(l1.dims(), &self.kernel, self.p)?;
+        let dk = dispatch!(s1, l1, s2, l2, |x, dy| kernel_grad(&d, x, dy));
+        Ok((dk, Shape::from(self.kernel.to_vec())))
+    }
+}
+
+/// Convolution of (N, C, H, W) with a kernel (O, C/groups, kh, kw); the fast path on CPU f32/f64.
+pub fn conv2d(x: &Tensor, kernel: &Tensor, p: ConvParams) -> Result<Tensor> {
+    let fast = x.device().is_cpu() && matches!(x.dtype(), DType::F32 | DType::F64) && x.dtype() == kernel.dtype();
+    if !fast {
+        return x.conv2d(kernel, p.padding, p.stride, p.dilation, p.groups);
+    }
+    x.contiguous()?.apply_op2(&kernel.contiguous()?, Conv(p))
+}
