@@ -3,7 +3,7 @@
 
 use candle_core::{Device, Tensor};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use gauntlet::attacks::{Attack, AttackBatch, Norm, Registry, ThreatModel};
+use gauntlet::attacks::{AttackBatch, Norm, Registry, ThreatModel};
 use gauntlet::models::{zoo, Bounds, Classifier, Goal, Loss};
 
 fn passes(c: &mut Criterion) {

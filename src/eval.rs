@@ -99,7 +99,7 @@ impl Evaluation {
 
     /// Whether sample `i` resists attack `a` at the ε with index `k` (clean-correct and unbroken).
     pub fn robust(&self, a: usize, i: usize, k: usize) -> bool {
-        self.correct(i) && !self.attacks[a].broken[i].as_ref().is_some_and(|b| b.eps_index <= k)
+        self.correct(i) && self.attacks[a].broken[i].as_ref().is_none_or(|b| b.eps_index > k)
     }
 
     /// Whether sample `i` resists every attack at ε index `k`.

@@ -163,3 +163,53 @@ fn max_pool_routes_the_gradient_to_the_maximum() {
     let grad = g.get(var.as_tensor()).unwrap().flatten_all().unwrap().to_vec1::<f64>().unwrap();
     assert_eq!(grad, vec![0.0, 1.0, 0.0, 0.0]);
 }
+
+/// Random values on a coarse grid, so that pooling windows tie often.
+fn tied_input(shape: (usize, usize, usize, usize), seed: u64) -> Tensor {
+    let n = shape.0 * shape.1 * shape.2 * shape.3;
+    let mut state = seed;
+    let v: Vec<f64> = (0..n)
+        .map(|_| {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((state >> 33) % 4) as f64 / 4.0 - 0.3
+        })
+        .collect();
+    Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
+}
+
+/// Value and input gradient of sum(f(x) · r) for a fixed random r.
+fn value_and_grad(x: &Tensor, f: impl Fn(&Tensor) -> Tensor) -> (Vec<f64>, Vec<f64>) {
+    let var = candle_core::Var::from_tensor(x).unwrap();
+    let y = f(var.as_tensor());
+    let r = tied_input(y.dims4().unwrap(), 99).affine(1.0, 0.55).unwrap();
+    let g = (&y * r).unwrap().sum_all().unwrap().backward().unwrap();
+    let grad = g.get(var.as_tensor()).unwrap().flatten_all().unwrap().to_vec1::<f64>().unwrap();
+    (y.flatten_all().unwrap().to_vec1::<f64>().unwrap(), grad)
+}
+
+#[test]
+fn cpu_kernels_match_the_candle_op_versions() {
+    use gauntlet::models::conv::{conv2d, ConvParams};
+    use gauntlet::models::{cpu_ops, ops};
+    let x = tied_input((2, 4, 9, 9), 5);
+    for (k, s, p) in [(2, 2, 0), (3, 2, 1), (2, 1, 0), (3, 3, 1)] {
+        let w = ops::Window::square(k, s, p);
+        let ours = value_and_grad(&x, |t| cpu_ops::max_pool2d(t, w).unwrap());
+        let reference = value_and_grad(&x, |t| ops::max_pool2d(t, w).unwrap());
+        assert_eq!(ours, reference, "max pool {k}/{s}/{p}");
+    }
+    let relu = value_and_grad(&x, |t| cpu_ops::relu(t).unwrap());
+    assert_eq!(relu, value_and_grad(&x, |t| ops::relu(t).unwrap()));
+    let b = Tensor::new(&[0.1f64, -0.2, 0.3, 0.5], &Device::Cpu).unwrap();
+    let bias = value_and_grad(&x, |t| cpu_ops::add_channel_bias(t, &b).unwrap());
+    assert_eq!(bias, value_and_grad(&x, |t| t.broadcast_add(&b.reshape((1, 4, 1, 1)).unwrap()).unwrap()));
+    // The convolution against candle's own conv2d (slow, but an independent implementation).
+    for (stride, padding, dilation, groups) in [(1, 1, 1, 1), (2, 0, 1, 2), (1, 2, 2, 4), (2, 1, 1, 1)] {
+        let kernel = tied_input((8, 4 / groups, 3, 3), 11 + stride as u64);
+        let p = ConvParams { stride, padding, dilation, groups };
+        let (v1, g1) = value_and_grad(&x, |t| conv2d(t, &kernel, p).unwrap());
+        let (v2, g2) = value_and_grad(&x, |t| t.conv2d(&kernel, padding, stride, dilation, groups).unwrap());
+        let close = |a: &[f64], b: &[f64]| a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-12);
+        assert!(close(&v1, &v2) && close(&g1, &g2), "conv {p:?}");
+    }
+}

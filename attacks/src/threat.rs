@@ -208,7 +208,7 @@ fn toward(r: f32, c: f32) -> f32 {
     }
     let bits = r.to_bits();
     let up = (r < c) == (r >= 0.0);
-    let next = if r == 0.0 {
+    if r == 0.0 {
         if c > 0.0 {
             f32::from_bits(1)
         } else {
@@ -218,8 +218,7 @@ fn toward(r: f32, c: f32) -> f32 {
         f32::from_bits(bits + 1)
     } else {
         f32::from_bits(bits - 1)
-    };
-    next
+    }
 }
 
 /// A standard normal draw (Box–Muller).

@@ -46,7 +46,10 @@ impl Dims {
             (size + 2 * p.padding).checked_sub(span).map(|v| v / p.stride + 1)
         };
         let (Some(oh), Some(ow)) = (out(h, kh), out(w, kw)) else {
-            candle_core::bail!("conv2d: kernel {kh}×{kw} (dilation {}) larger than the padded input {h}×{w}", p.dilation)
+            candle_core::bail!(
+                "conv2d: kernel {kh}×{kw} (dilation {}) larger than the padded input {h}×{w}",
+                p.dilation
+            )
         };
         Ok(Dims { n, c, h, w, o, kh, kw, oh, ow, p })
     }
@@ -89,7 +92,15 @@ impl Elem for f64 {
 
 /// dst (m×n, row-major) = [dst +] lhs·rhs, with explicit strides for lhs and rhs.
 #[allow(clippy::too_many_arguments)]
-fn gemm<T: Elem>(m: usize, n: usize, k: usize, dst: &mut [T], accumulate: bool, lhs: (&[T], isize, isize), rhs: (&[T], isize, isize)) {
+fn gemm<T: Elem>(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: &mut [T],
+    accumulate: bool,
+    lhs: (&[T], isize, isize),
+    rhs: (&[T], isize, isize),
+) {
     debug_assert!(dst.len() >= m * n);
     // SAFETY: the callers pass slices whose extents cover m×k (lhs), k×n (rhs) and m×n (dst)
     // under the given strides; the destination does not alias the sources.
@@ -209,7 +220,15 @@ fn kernel_grad<T: Elem>(d: &Dims, x: &[T], dy: &[T]) -> Vec<T> {
                 for g in 0..d.p.groups {
                     im2col(d, xs, g, &mut col);
                     // dk_g (og × ck) += dy_g (og × ohw) · colᵀ (ohw × ck)
-                    gemm(og, ck, ohw, &mut dk[g * og * ck..], true, (&dys[g * og * ohw..], ohw as isize, 1), (&col, 1, ohw as isize));
+                    gemm(
+                        og,
+                        ck,
+                        ohw,
+                        &mut dk[g * og * ck..],
+                        true,
+                        (&dys[g * og * ohw..], ohw as isize, 1),
+                        (&col, 1, ohw as isize),
+                    );
                 }
                 (dk, col)
             },

@@ -3,6 +3,7 @@
 
 pub mod classifier;
 pub mod conv;
+pub mod cpu_ops;
 pub mod device;
 mod error;
 pub mod ops;

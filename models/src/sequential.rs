@@ -3,6 +3,7 @@
 use candle_core::{DType, Device, Tensor};
 
 use crate::conv::{self, ConvParams};
+use crate::cpu_ops;
 use crate::ops::{self, Window};
 use crate::{Bounds, Classifier, ModelError, Result};
 
@@ -61,23 +62,23 @@ impl Layer {
                 let params = ConvParams { stride: *stride, padding: *padding, dilation: *dilation, groups: *groups };
                 let y = conv::conv2d(x, weight, params)?;
                 match bias {
-                    Some(b) => y.broadcast_add(&b.reshape((1, b.dim(0)?, 1, 1))?),
+                    Some(b) => cpu_ops::add_channel_bias(&y, b),
                     None => Ok(y),
                 }
             }
             Layer::Linear { weight, bias } => {
                 let y = x.matmul(&weight.t()?)?;
                 match bias {
-                    Some(b) => y.broadcast_add(b),
+                    Some(b) => cpu_ops::add_channel_bias(&y, b),
                     None => Ok(y),
                 }
             }
             Layer::BatchNorm2d { scale, shift } => x.broadcast_mul(scale)?.broadcast_add(shift),
-            Layer::Relu => ops::relu(x),
+            Layer::Relu => cpu_ops::relu(x),
             Layer::LeakyRelu(slope) => ops::leaky_relu(x, *slope),
             Layer::Tanh => x.tanh(),
             Layer::Sigmoid => ops::sigmoid(x),
-            Layer::MaxPool2d(w) => ops::max_pool2d(x, *w),
+            Layer::MaxPool2d(w) => cpu_ops::max_pool2d(x, *w),
             Layer::AvgPool2d(w) => ops::avg_pool2d(x, *w),
             Layer::Flatten => x.flatten_from(1),
             Layer::Dropout => Ok(x.clone()),

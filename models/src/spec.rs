@@ -179,7 +179,7 @@ impl ModelSpec {
             return bad("std values must be positive".into());
         }
         if let Some([lo, hi]) = self.bounds {
-            if !(lo < hi) {
+            if lo.partial_cmp(&hi) != Some(std::cmp::Ordering::Less) {
                 return bad(format!("bounds [{lo}, {hi}] are empty"));
             }
         }
