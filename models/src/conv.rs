@@ -9,6 +9,8 @@
 use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
+use crate::kernel::{binary, Elem};
+
 /// Stride, padding, dilation (equal on both axes) and groups.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConvParams {
@@ -78,16 +80,6 @@ impl Dims {
         let v = (o * self.p.stride + k * self.p.dilation) as isize - self.p.padding as isize;
         (v >= 0 && (v as usize) < size).then_some(v as usize)
     }
-}
-
-trait Elem: Copy + Send + Sync + Default + std::ops::AddAssign + 'static {
-    const ONE: Self;
-}
-impl Elem for f32 {
-    const ONE: f32 = 1.0;
-}
-impl Elem for f64 {
-    const ONE: f64 = 1.0;
 }
 
 /// dst (m×n, row-major) = [dst +] lhs·rhs, with explicit strides for lhs and rhs.
@@ -243,30 +235,6 @@ fn kernel_grad<T: Elem>(d: &Dims, x: &[T], dy: &[T]) -> Vec<T> {
         )
 }
 
-fn slice<'a, T>(s: &'a [T], l: &Layout) -> Result<&'a [T]> {
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok(&s[a..b]),
-        None => candle_core::bail!("conv2d custom op expects contiguous tensors"),
-    }
-}
-
-/// Runs `$f` on the f32 or f64 contents of two storages and wraps the result.
-macro_rules! dispatch {
-    ($s1:expr, $l1:expr, $s2:expr, $l2:expr, |$a:ident, $b:ident| $body:expr) => {
-        match ($s1, $s2) {
-            (CpuStorage::F32(x), CpuStorage::F32(y)) => {
-                let ($a, $b) = (slice(x, $l1)?, slice(y, $l2)?);
-                CpuStorage::F32($body)
-            }
-            (CpuStorage::F64(x), CpuStorage::F64(y)) => {
-                let ($a, $b) = (slice(x, $l1)?, slice(y, $l2)?);
-                CpuStorage::F64($body)
-            }
-            _ => candle_core::bail!("conv2d custom op supports f32 and f64 of one dtype"),
-        }
-    };
-}
-
 struct Conv(ConvParams);
 struct ConvInputGrad {
     p: ConvParams,
@@ -283,7 +251,7 @@ impl CustomOp2 for Conv {
     }
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
         let d = Dims::new(l1.dims(), l2.dims(), self.0)?;
-        let out = dispatch!(s1, l1, s2, l2, |x, k| forward(&d, x, k));
+        let out = binary!(s1, l1, s2, l2, |x, k| forward(&d, x, k));
         Ok((out, Shape::from((d.n, d.o, d.oh, d.ow))))
     }
     fn bwd(&self, x: &Tensor, k: &Tensor, _res: &Tensor, dy: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
@@ -302,7 +270,7 @@ impl CustomOp2 for ConvInputGrad {
     }
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
         let d = Dims::new(&self.input, l2.dims(), self.p)?;
-        let dx = dispatch!(s1, l1, s2, l2, |dy, k| input_grad(&d, dy, k));
+        let dx = binary!(s1, l1, s2, l2, |dy, k| input_grad(&d, dy, k));
         Ok((dx, Shape::from(self.input.to_vec())))
     }
 }
@@ -313,7 +281,7 @@ impl CustomOp2 for ConvKernelGrad {
     }
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
         let d = Dims::new(l1.dims(), &self.kernel, self.p)?;
-        let dk = dispatch!(s1, l1, s2, l2, |x, dy| kernel_grad(&d, x, dy));
+        let dk = binary!(s1, l1, s2, l2, |x, dy| kernel_grad(&d, x, dy));
         Ok((dk, Shape::from(self.kernel.to_vec())))
     }
 }

@@ -3,65 +3,16 @@
 //! candle-op versions in [`crate::ops`] run; the tests check the two against each other.
 
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Layout, Result, Shape, Tensor};
+
 use rayon::prelude::*;
 
+use crate::kernel::{binary, unary, Elem};
 use crate::ops::{self, Window};
 
 const CHUNK: usize = 1 << 14;
 
 fn fast(x: &Tensor) -> bool {
     x.device().is_cpu() && matches!(x.dtype(), DType::F32 | DType::F64)
-}
-
-fn slice<'a, T>(s: &'a [T], l: &Layout) -> Result<&'a [T]> {
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok(&s[a..b]),
-        None => candle_core::bail!("custom op expects contiguous tensors"),
-    }
-}
-
-trait Elem:
-    Copy + Send + Sync + Default + PartialOrd + std::ops::Add<Output = Self> + std::ops::AddAssign + 'static
-{
-    const NEG_INF: Self;
-}
-impl Elem for f32 {
-    const NEG_INF: f32 = f32::NEG_INFINITY;
-}
-impl Elem for f64 {
-    const NEG_INF: f64 = f64::NEG_INFINITY;
-}
-
-macro_rules! unary {
-    ($s:expr, $l:expr, |$a:ident| $body:expr) => {
-        match $s {
-            CpuStorage::F32(v) => {
-                let $a = slice(v, $l)?;
-                CpuStorage::F32($body)
-            }
-            CpuStorage::F64(v) => {
-                let $a = slice(v, $l)?;
-                CpuStorage::F64($body)
-            }
-            _ => candle_core::bail!("custom op supports f32 and f64"),
-        }
-    };
-}
-
-macro_rules! binary {
-    ($s1:expr, $l1:expr, $s2:expr, $l2:expr, |$a:ident, $b:ident| $body:expr) => {
-        match ($s1, $s2) {
-            (CpuStorage::F32(x), CpuStorage::F32(y)) => {
-                let ($a, $b) = (slice(x, $l1)?, slice(y, $l2)?);
-                CpuStorage::F32($body)
-            }
-            (CpuStorage::F64(x), CpuStorage::F64(y)) => {
-                let ($a, $b) = (slice(x, $l1)?, slice(y, $l2)?);
-                CpuStorage::F64($body)
-            }
-            _ => candle_core::bail!("custom op supports f32 and f64 of one dtype"),
-        }
-    };
 }
 
 // ---- channel bias: y[n, c, ...] = x[n, c, ...] + b[c] ----

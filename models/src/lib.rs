@@ -6,6 +6,7 @@ pub mod conv;
 pub mod cpu_ops;
 pub mod device;
 mod error;
+mod kernel;
 pub mod ops;
 pub mod sequential;
 pub mod spec;
