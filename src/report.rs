@@ -75,6 +75,11 @@ pub struct AttackResult {
     pub perturbation: Option<Perturbation>,
     pub forward_passes: u64,
     pub gradient_passes: u64,
+    /// `forward_passes + 2 × gradient_passes`: the work in units of one forward pass (an
+    /// input-gradient pass costs about a forward and a backward of the same size).
+    pub forward_equivalents: u64,
+    /// Samples attacked at this eps per second of wall time.
+    pub samples_per_second: f64,
     /// Attack outputs the attack reported as successful that failed the evaluator's re-check.
     pub unconfirmed: usize,
     pub time_s: f64,
@@ -173,6 +178,8 @@ impl Report {
                     perturbation,
                     forward_passes: cell.cost.forwards,
                     gradient_passes: cell.cost.gradients,
+                    forward_equivalents: cell.cost.forwards + 2 * cell.cost.gradients,
+                    samples_per_second: if cell.seconds > 0.0 { cell.attacked as f64 / cell.seconds } else { 0.0 },
                     unconfirmed: cell.unconfirmed,
                     time_s: cell.seconds,
                 });
@@ -298,6 +305,24 @@ impl Report {
         s += &line(&header.map(String::from));
         for r in &rows {
             s += &line(r);
+        }
+        s += "\n";
+        let mut seen: Vec<&str> = Vec::new();
+        for r in &self.results {
+            if seen.contains(&r.attack.as_str()) {
+                continue;
+            }
+            seen.push(&r.attack);
+            let mine: Vec<&AttackResult> = self.results.iter().filter(|x| x.attack == r.attack).collect();
+            let fe: u64 = mine.iter().map(|x| x.forward_equivalents).sum();
+            let attacked: usize = mine.iter().map(|x| x.attacked).sum();
+            let secs: f64 = mine.iter().map(|x| x.time_s).sum();
+            s += &format!(
+                "{}: {fe} forward-equivalents, {attacked} sample-attacks in {secs:.1}s ({:.0} samples/s, {:.0} forward-equivalents/s)\n",
+                r.attack,
+                attacked as f64 / secs.max(1e-9),
+                fe as f64 / secs.max(1e-9)
+            );
         }
         s += &format!("\nrobust = correct and unbroken / all {} samples; success = broken / clean-correct; drop in percentage points\n", self.samples);
         s += &format!("time {:.1}s on {} ({} threads)\n", self.run.time_s, self.run.device, self.run.threads);

@@ -213,3 +213,35 @@ fn cpu_kernels_match_the_candle_op_versions() {
         assert!(close(&v1, &v2) && close(&g1, &g2), "conv {p:?}");
     }
 }
+
+/// Gradients of sum(f(x, w) · r) with respect to both arguments.
+fn both_grads(x: &Tensor, w: &Tensor, f: impl Fn(&Tensor, &Tensor) -> Tensor) -> (Vec<f64>, Vec<f64>) {
+    let (xv, wv) = (candle_core::Var::from_tensor(x).unwrap(), candle_core::Var::from_tensor(w).unwrap());
+    let y = f(xv.as_tensor(), wv.as_tensor());
+    let r = (y.ones_like().unwrap() * 0.75).unwrap();
+    let g = (&y * r).unwrap().sum_all().unwrap().backward().unwrap();
+    let flat = |t: &Tensor| g.get(t).unwrap().flatten_all().unwrap().to_vec1::<f64>().unwrap();
+    (flat(xv.as_tensor()), flat(wv.as_tensor()))
+}
+
+#[test]
+fn training_gradients_match_candle() {
+    use gauntlet::models::conv::{conv2d, ConvParams};
+    use gauntlet::models::linear::linear;
+    let close = |a: &[f64], b: &[f64]| a.len() == b.len() && a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-10);
+    let x = tied_input((3, 4, 7, 7), 21);
+    let k = tied_input((8, 2, 3, 3), 22);
+    let p = ConvParams { stride: 2, padding: 1, dilation: 1, groups: 2 };
+    let (a, b) = (
+        both_grads(&x, &k, |x, k| conv2d(x, k, p).unwrap()),
+        both_grads(&x, &k, |x, k| x.conv2d(k, 1, 2, 1, 2).unwrap()),
+    );
+    assert!(close(&a.0, &b.0) && close(&a.1, &b.1), "conv gradients");
+    let x = tied_input((5, 12, 1, 1), 23).flatten_from(1).unwrap();
+    let w = tied_input((7, 12, 1, 1), 24).flatten_from(1).unwrap();
+    let (a, b) = (
+        both_grads(&x, &w, |x, w| linear(x, w).unwrap()),
+        both_grads(&x, &w, |x, w| x.matmul(&w.t().unwrap()).unwrap()),
+    );
+    assert!(close(&a.0, &b.0) && close(&a.1, &b.1), "linear gradients");
+}

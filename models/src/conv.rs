@@ -82,8 +82,7 @@ impl Dims {
     }
 }
 
-/// dst (m×n, row-major) = [dst +] lhs·rhs, with explicit strides for lhs and rhs.
-#[allow(clippy::too_many_arguments)]
+/// dst (m×n, row-major) = [dst +] lhs·rhs on this thread (samples run in parallel instead).
 fn gemm<T: Elem>(
     m: usize,
     n: usize,
@@ -93,32 +92,7 @@ fn gemm<T: Elem>(
     lhs: (&[T], isize, isize),
     rhs: (&[T], isize, isize),
 ) {
-    debug_assert!(dst.len() >= m * n);
-    // SAFETY: the callers pass slices whose extents cover m×k (lhs), k×n (rhs) and m×n (dst)
-    // under the given strides; the destination does not alias the sources.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst.as_mut_ptr(),
-            1,
-            n as isize,
-            accumulate,
-            lhs.0.as_ptr(),
-            lhs.2,
-            lhs.1,
-            rhs.0.as_ptr(),
-            rhs.2,
-            rhs.1,
-            T::ONE,
-            T::ONE,
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
-        )
-    }
+    crate::kernel::gemm(m, n, k, dst, accumulate, lhs, rhs, gemm::Parallelism::None)
 }
 
 /// One sample's one group: col (ck × ohw) from x (C × H × W).

@@ -20,6 +20,48 @@ impl Elem for f64 {
     const NEG_INF: f64 = f64::NEG_INFINITY;
 }
 
+/// dst (m×n, row-major) = [dst +] lhs·rhs. `lhs` and `rhs` are (data, row stride, column stride).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn gemm<T: Elem>(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: &mut [T],
+    accumulate: bool,
+    lhs: (&[T], isize, isize),
+    rhs: (&[T], isize, isize),
+    parallelism: gemm::Parallelism,
+) {
+    assert!(dst.len() >= m * n, "gemm: destination too small");
+    // SAFETY: the callers pass slices whose extents cover m×k (lhs) and k×n (rhs) under the given
+    // strides (checked in debug builds below); dst covers m×n and does not alias the sources.
+    debug_assert!(m == 0 || k == 0 || lhs.0.len() as isize > (m as isize - 1) * lhs.1 + (k as isize - 1) * lhs.2);
+    debug_assert!(k == 0 || n == 0 || rhs.0.len() as isize > (k as isize - 1) * rhs.1 + (n as isize - 1) * rhs.2);
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            accumulate,
+            lhs.0.as_ptr(),
+            lhs.2,
+            lhs.1,
+            rhs.0.as_ptr(),
+            rhs.2,
+            rhs.1,
+            T::ONE,
+            T::ONE,
+            false,
+            false,
+            false,
+            parallelism,
+        )
+    }
+}
+
 /// The contiguous contents of a storage under its layout.
 pub(crate) fn slice<'a, T>(s: &'a [T], l: &Layout) -> Result<&'a [T]> {
     match l.contiguous_offsets() {

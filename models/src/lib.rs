@@ -7,6 +7,7 @@ pub mod cpu_ops;
 pub mod device;
 mod error;
 mod kernel;
+pub mod linear;
 pub mod ops;
 pub mod sequential;
 pub mod spec;

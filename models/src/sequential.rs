@@ -3,8 +3,8 @@
 use candle_core::{DType, Device, Tensor};
 
 use crate::conv::{self, ConvParams};
-use crate::cpu_ops;
 use crate::ops::{self, Window};
+use crate::{cpu_ops, linear};
 use crate::{Bounds, Classifier, ModelError, Result};
 
 /// One layer with its weights already on the model's device.
@@ -67,7 +67,7 @@ impl Layer {
                 }
             }
             Layer::Linear { weight, bias } => {
-                let y = x.matmul(&weight.t()?)?;
+                let y = linear::linear(x, weight)?;
                 match bias {
                     Some(b) => cpu_ops::add_channel_bias(&y, b),
                     None => Ok(y),
