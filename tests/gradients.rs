@@ -245,3 +245,18 @@ fn training_gradients_match_candle() {
     );
     assert!(close(&a.0, &b.0) && close(&a.1, &b.1), "linear gradients");
 }
+
+#[test]
+fn hand_written_backward_equals_autograd() {
+    use gauntlet::models::autograd_loss_and_grad;
+    let model = load_model(Path::new("tests/golden/allops.toml"), DType::F64, &Device::Cpu).unwrap();
+    let g = golden();
+    for loss in [Loss::CrossEntropy, Loss::Margin] {
+        for goal in [Goal::untargeted(labels(&g)), Goal::targeted(vec![1, 2, 3, 4, 5, 6])] {
+            let fast = model.loss_and_grad(&g["input"], &goal, loss).unwrap();
+            let slow = autograd_loss_and_grad(&model, &g["input"], &goal, loss).unwrap();
+            assert!(max_rel_err(&fast.grad, &slow.grad) < 1e-12, "{loss:?} {}", goal.targeted);
+            assert!(max_rel_err(&fast.loss, &slow.loss) < 1e-12);
+        }
+    }
+}

@@ -25,13 +25,13 @@ if [ ! -x "$VENV/bin/python" ]; then
   python3 -m venv "$VENV"
   "$VENV/bin/pip" install -q torch torchattacks safetensors numpy
 fi
-PY="$VENV/bin/python"
+PY="$(realpath "$VENV")/bin/python"
 cargo build --release -q --bin gauntlet --example pass_timing
-[ -f "$OUT/lenet.safetensors" ] || (cd benches/compare && "../../$PY" prepare.py "../../$OUT" "$(cd ../.. && realpath "$TRAIN")")
+[ -f "$OUT/lenet.safetensors" ] || (cd benches/compare && "$PY" prepare.py "../../$OUT" "$(cd ../.. && realpath "$TRAIN")")
 
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); threads $THREADS; $(date -u +%F)"
 echo "== single passes, batch 256 (median of 10)"
-(cd benches/compare && "../../$PY" torch_side.py "../../$OUT/lenet.safetensors" "../../$IMAGES" "$EPS" "$STEPS" 0.01 256 --passes)
+(cd benches/compare && "$PY" torch_side.py "../../$OUT/lenet.safetensors" "../../$IMAGES" "$EPS" "$STEPS" 0.01 256 --passes)
 target/release/examples/pass_timing "$OUT/lenet.toml" 256
 
 echo "== PGD-$STEPS sweep over eps $EPS on 1,000 images, $REPEATS alternating runs"
@@ -39,7 +39,7 @@ for r in $(seq "$REPEATS"); do
   /usr/bin/time -f "%e %M" -o "$OUT/gauntlet-$r.time" target/release/gauntlet run --model "$OUT/lenet.toml" \
     --dataset "$IMAGES" --attack "pgd:steps=$STEPS,step=0.01" --eps "$EPS" --threads "$THREADS" \
     --format json --output "$OUT/gauntlet-$r.json" -q > /dev/null
-  (cd benches/compare && /usr/bin/time -f "%e %M" -o "../../$OUT/torch-$r.time" "../../$PY" torch_side.py \
+  (cd benches/compare && /usr/bin/time -f "%e %M" -o "../../$OUT/torch-$r.time" "$PY" torch_side.py \
     "../../$OUT/lenet.safetensors" "../../$IMAGES" "$EPS" "$STEPS" 0.01 256 > "../../$OUT/torch-$r.json")
 done
 python3 benches/compare/summarize.py "$OUT" "$REPEATS"

@@ -97,13 +97,23 @@ pub trait Classifier: Send + Sync {
 
     /// Per-sample loss and d loss / d x, signed so that ascending always helps the attacker.
     fn loss_and_grad(&self, x: &Tensor, goal: &Goal, loss: Loss) -> Result<LossGrad> {
-        let var = Var::from_tensor(&x.detach())?;
-        let logits = self.logits(var.as_tensor())?;
-        let per_sample = objective(&logits, goal, loss)?;
-        let grads = per_sample.sum_all()?.backward()?;
-        let grad = grads.get(var.as_tensor()).ok_or(ModelError::GradientMissing)?.clone();
-        Ok(LossGrad { loss: per_sample.detach(), logits: logits.detach(), grad })
+        autograd_loss_and_grad(self, x, goal, loss)
     }
+}
+
+/// `loss_and_grad` through candle's autograd: the default for every classifier.
+pub fn autograd_loss_and_grad<C: Classifier + ?Sized>(
+    model: &C,
+    x: &Tensor,
+    goal: &Goal,
+    loss: Loss,
+) -> Result<LossGrad> {
+    let var = Var::from_tensor(&x.detach())?;
+    let logits = model.logits(var.as_tensor())?;
+    let per_sample = objective(&logits, goal, loss)?;
+    let grads = per_sample.sum_all()?.backward()?;
+    let grad = grads.get(var.as_tensor()).ok_or(ModelError::GradientMissing)?.clone();
+    Ok(LossGrad { loss: per_sample.detach(), logits: logits.detach(), grad })
 }
 
 /// Per-sample attack objective from logits (N, K): larger is better for the attacker.

@@ -74,11 +74,80 @@ impl Dims {
     fn out_len(&self) -> usize {
         self.o * self.ohw()
     }
-    /// Input coordinate of output position `o` and kernel tap `k` along an axis of length `size`.
+    /// Output positions `lo..hi` along an axis whose input index `o·stride + k·dilation − padding`
+    /// falls inside `0..size`.
     #[inline]
-    fn src(&self, o: usize, k: usize, size: usize) -> Option<usize> {
-        let v = (o * self.p.stride + k * self.p.dilation) as isize - self.p.padding as isize;
-        (v >= 0 && (v as usize) < size).then_some(v as usize)
+    fn valid(&self, k: usize, size: usize, out: usize) -> (usize, usize) {
+        let (s, off) = (self.p.stride, k * self.p.dilation);
+        let lo = if self.p.padding > off { (self.p.padding - off).div_ceil(s) } else { 0 };
+        let hi = if size + self.p.padding > off { ((size - 1 + self.p.padding - off) / s + 1).min(out) } else { 0 };
+        (lo.min(hi), hi)
+    }
+}
+
+/// One sample's one group: col (ck × ohw) from x (C × H × W).
+fn im2col<T: Elem>(d: &Dims, x: &[T], g: usize, col: &mut [T]) {
+    let (cg, ohw, s) = (d.cg(), d.ohw(), d.p.stride);
+    for cc in 0..cg {
+        let plane = &x[(g * cg + cc) * d.h * d.w..][..d.h * d.w];
+        for i in 0..d.kh {
+            let (ylo, yhi) = d.valid(i, d.h, d.oh);
+            for j in 0..d.kw {
+                let (xlo, xhi) = d.valid(j, d.w, d.ow);
+                let row = &mut col[((cc * d.kh + i) * d.kw + j) * ohw..][..ohw];
+                row[..ylo * d.ow].fill(T::default());
+                row[yhi * d.ow..].fill(T::default());
+                for oy in ylo..yhi {
+                    let iy = oy * s + i * d.p.dilation - d.p.padding;
+                    let src = &plane[iy * d.w..][..d.w];
+                    let dst = &mut row[oy * d.ow..][..d.ow];
+                    dst[..xlo].fill(T::default());
+                    dst[xhi..].fill(T::default());
+                    if xhi == xlo {
+                        continue;
+                    }
+                    let ix0 = (xlo * s + j * d.p.dilation) - d.p.padding;
+                    if s == 1 {
+                        dst[xlo..xhi].copy_from_slice(&src[ix0..ix0 + (xhi - xlo)]);
+                    } else {
+                        for (n, v) in dst[xlo..xhi].iter_mut().enumerate() {
+                            *v = src[ix0 + n * s];
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Adds col (ck × ohw) back into dx (C × H × W) for group g.
+fn col2im<T: Elem>(d: &Dims, col: &[T], g: usize, dx: &mut [T]) {
+    let (cg, ohw, s) = (d.cg(), d.ohw(), d.p.stride);
+    for cc in 0..cg {
+        let plane = &mut dx[(g * cg + cc) * d.h * d.w..][..d.h * d.w];
+        for i in 0..d.kh {
+            let (ylo, yhi) = d.valid(i, d.h, d.oh);
+            for j in 0..d.kw {
+                let (xlo, xhi) = d.valid(j, d.w, d.ow);
+                let row = &col[((cc * d.kh + i) * d.kw + j) * ohw..][..ohw];
+                if xhi == xlo {
+                    continue;
+                }
+                for oy in ylo..yhi {
+                    let iy = oy * s + i * d.p.dilation - d.p.padding;
+                    let dst = &mut plane[iy * d.w..][..d.w];
+                    let src = &row[oy * d.ow + xlo..oy * d.ow + xhi];
+                    let ix0 = (xlo * s + j * d.p.dilation) - d.p.padding;
+                    if s == 1 {
+                        dst[ix0..ix0 + src.len()].iter_mut().zip(src).for_each(|(a, &b)| *a += b);
+                    } else {
+                        for (n, &v) in src.iter().enumerate() {
+                            dst[ix0 + n * s] += v;
+                        }
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -93,53 +162,6 @@ fn gemm<T: Elem>(
     rhs: (&[T], isize, isize),
 ) {
     crate::kernel::gemm(m, n, k, dst, accumulate, lhs, rhs, gemm::Parallelism::None)
-}
-
-/// One sample's one group: col (ck × ohw) from x (C × H × W).
-fn im2col<T: Elem>(d: &Dims, x: &[T], g: usize, col: &mut [T]) {
-    let (cg, ohw) = (d.cg(), d.ohw());
-    for cc in 0..cg {
-        let plane = &x[(g * cg + cc) * d.h * d.w..][..d.h * d.w];
-        for i in 0..d.kh {
-            for j in 0..d.kw {
-                let row = &mut col[((cc * d.kh + i) * d.kw + j) * ohw..][..ohw];
-                for oy in 0..d.oh {
-                    let dst = &mut row[oy * d.ow..][..d.ow];
-                    match d.src(oy, i, d.h) {
-                        None => dst.fill(T::default()),
-                        Some(iy) => {
-                            let src = &plane[iy * d.w..][..d.w];
-                            for (ox, v) in dst.iter_mut().enumerate() {
-                                *v = d.src(ox, j, d.w).map_or(T::default(), |ix| src[ix]);
-                            }
-                        }
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// Adds col (ck × ohw) back into dx (C × H × W) for group g.
-fn col2im<T: Elem>(d: &Dims, col: &[T], g: usize, dx: &mut [T]) {
-    let (cg, ohw) = (d.cg(), d.ohw());
-    for cc in 0..cg {
-        let plane = &mut dx[(g * cg + cc) * d.h * d.w..][..d.h * d.w];
-        for i in 0..d.kh {
-            for j in 0..d.kw {
-                let row = &col[((cc * d.kh + i) * d.kw + j) * ohw..][..ohw];
-                for oy in 0..d.oh {
-                    let Some(iy) = d.src(oy, i, d.h) else { continue };
-                    let dst = &mut plane[iy * d.w..][..d.w];
-                    for (ox, &v) in row[oy * d.ow..][..d.ow].iter().enumerate() {
-                        if let Some(ix) = d.src(ox, j, d.w) {
-                            dst[ix] += v;
-                        }
-                    }
-                }
-            }
-        }
-    }
 }
 
 fn forward<T: Elem>(d: &Dims, x: &[T], k: &[T]) -> Vec<T> {
@@ -258,6 +280,11 @@ impl CustomOp2 for ConvKernelGrad {
         let dk = binary!(s1, l1, s2, l2, |x, dy| kernel_grad(&d, x, dy));
         Ok((dk, Shape::from(self.kernel.to_vec())))
     }
+}
+
+/// The input gradient of [`conv2d`] for an input of shape `input`, without building a graph.
+pub fn conv2d_input_grad(dy: &Tensor, kernel: &Tensor, p: ConvParams, input: [usize; 4]) -> Result<Tensor> {
+    dy.contiguous()?.apply_op2_no_bwd(&kernel.contiguous()?, &ConvInputGrad { p, input })
 }
 
 /// Convolution of (N, C, H, W) with a kernel (O, C/groups, kh, kw); the fast path on CPU f32/f64.

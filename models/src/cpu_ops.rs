@@ -109,6 +109,11 @@ impl CustomOp2 for ReluGrad {
     }
 }
 
+/// The input gradient of [`relu`] from its output `y`, without building a graph.
+pub fn relu_grad(y: &Tensor, dy: &Tensor) -> Result<Tensor> {
+    y.contiguous()?.apply_op2_no_bwd(&dy.contiguous()?, &ReluGrad)
+}
+
 /// ReLU with PyTorch's gradient convention (0 at 0).
 pub fn relu(x: &Tensor) -> Result<Tensor> {
     if fast(x) {
@@ -210,6 +215,11 @@ impl CustomOp2 for MaxPoolGrad {
         }
         Ok((binary!(s1, l1, s2, l2, |x, dy| f(x, dy, &d, self.0)), l1.shape().clone()))
     }
+}
+
+/// The input gradient of [`max_pool2d`] at input `x`, without building a graph.
+pub fn max_pool2d_grad(x: &Tensor, dy: &Tensor, win: Window) -> Result<Tensor> {
+    x.contiguous()?.apply_op2_no_bwd(&dy.contiguous()?, &MaxPoolGrad(win))
 }
 
 /// Max pooling (padding counts as −∞) whose gradient goes to the first maximum of each window.

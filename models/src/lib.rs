@@ -13,7 +13,7 @@ pub mod sequential;
 pub mod spec;
 pub mod zoo;
 
-pub use classifier::{objective, predictions, Bounds, Classifier, Goal, Loss, LossGrad};
+pub use classifier::{autograd_loss_and_grad, objective, predictions, Bounds, Classifier, Goal, Loss, LossGrad};
 pub use error::{ModelError, Result};
 pub use sequential::{Layer, Sequential};
 pub use spec::{load_model, LayerSpec, ModelSpec};

@@ -83,6 +83,11 @@ impl CustomOp2 for LinearWeightGrad {
     }
 }
 
+/// The input gradient of [`linear`], without building a graph.
+pub fn linear_input_grad(dy: &Tensor, w: &Tensor) -> Result<Tensor> {
+    dy.contiguous()?.apply_op2_no_bwd(&w.contiguous()?, &LinearInputGrad)
+}
+
 /// x (N, in) · Wᵀ for W (out, in); the fast path on CPU f32/f64, candle's matmul elsewhere.
 pub fn linear(x: &Tensor, w: &Tensor) -> Result<Tensor> {
     let fast = x.device().is_cpu() && matches!(x.dtype(), DType::F32 | DType::F64) && x.dtype() == w.dtype();

@@ -1,11 +1,12 @@
 //! A feed-forward stack of layers: the architecture behind safetensors models.
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Device, Tensor, Var};
 
+use crate::classifier::autograd_loss_and_grad;
 use crate::conv::{self, ConvParams};
 use crate::ops::{self, Window};
 use crate::{cpu_ops, linear};
-use crate::{Bounds, Classifier, ModelError, Result};
+use crate::{objective, Bounds, Classifier, Goal, Loss, LossGrad, ModelError, Result};
 
 /// One layer with its weights already on the model's device.
 #[derive(Debug, Clone)]
@@ -153,6 +154,76 @@ impl Sequential {
     }
 }
 
+impl Sequential {
+    /// Whether the hand-written backward pass applies (CPU, f32/f64).
+    fn manual_backward(&self) -> bool {
+        self.device.is_cpu() && matches!(self.dtype, DType::F32 | DType::F64)
+    }
+
+    /// Forward pass keeping every layer's input, then the backward pass layer by layer: the hot
+    /// layers use the CPU kernels' input-gradient ops directly, the others a local vector-Jacobian
+    /// product through candle's autograd. No graph spans the network, and nothing is computed for
+    /// the weights.
+    fn manual_loss_and_grad(&self, x: &Tensor, goal: &Goal, loss: Loss) -> Result<LossGrad> {
+        let x = if x.dtype() == self.dtype { x.detach() } else { x.to_dtype(self.dtype)? };
+        let mut acts = Vec::with_capacity(self.layers.len() + 1);
+        acts.push(match &self.normalize {
+            Some((mean, std)) => x.broadcast_sub(mean)?.broadcast_div(std)?,
+            None => x.clone(),
+        });
+        for (i, layer) in self.layers.iter().enumerate() {
+            let h = acts.last().expect("input pushed");
+            let y = layer.forward(h).map_err(|e| ModelError::Layer {
+                layer: i,
+                op: layer.op_name().into(),
+                message: format!("input shape {:?}: {e}", h.dims()),
+            })?;
+            acts.push(y);
+        }
+        let logits = acts.pop().expect("at least the input");
+        let z = Var::from_tensor(&logits)?;
+        let per_sample = objective(z.as_tensor(), goal, loss)?;
+        let mut g = per_sample.sum_all()?.backward()?.get(z.as_tensor()).ok_or(ModelError::GradientMissing)?.clone();
+        let mut out = logits.clone();
+        for (layer, h) in self.layers.iter().zip(&acts).rev() {
+            g = layer.input_grad(h, &out, &g)?;
+            out = h.clone();
+        }
+        if let Some((_, std)) = &self.normalize {
+            g = g.broadcast_div(std)?;
+        }
+        Ok(LossGrad { loss: per_sample.detach(), logits, grad: g })
+    }
+}
+
+impl Layer {
+    /// d loss / d input from d loss / d output `dy`, given the layer's input `x` and output `y`.
+    fn input_grad(&self, x: &Tensor, y: &Tensor, dy: &Tensor) -> candle_core::Result<Tensor> {
+        match self {
+            Layer::Conv2d { weight, stride, padding, dilation, groups, .. } => {
+                let p = ConvParams { stride: *stride, padding: *padding, dilation: *dilation, groups: *groups };
+                conv::conv2d_input_grad(dy, weight, p, x.dims4()?.into())
+            }
+            Layer::Linear { weight, .. } if x.rank() == 2 => linear::linear_input_grad(dy, weight),
+            Layer::Relu => cpu_ops::relu_grad(y, dy),
+            Layer::MaxPool2d(w) => cpu_ops::max_pool2d_grad(x, dy, *w),
+            Layer::BatchNorm2d { scale, .. } => dy.broadcast_mul(scale),
+            Layer::Flatten => dy.reshape(x.shape()),
+            Layer::Dropout => Ok(dy.clone()),
+            _ => {
+                // A local vector-Jacobian product through candle's autograd.
+                let v = Var::from_tensor(x)?;
+                let out = self.forward(v.as_tensor())?;
+                let grads = (out * dy)?.sum_all()?.backward()?;
+                match grads.get(v.as_tensor()) {
+                    Some(g) => Ok(g.clone()),
+                    None => x.zeros_like(),
+                }
+            }
+        }
+    }
+}
+
 impl Classifier for Sequential {
     fn logits(&self, x: &Tensor) -> Result<Tensor> {
         let mut h = if x.dtype() == self.dtype { x.clone() } else { x.to_dtype(self.dtype)? };
@@ -183,5 +254,13 @@ impl Classifier for Sequential {
 
     fn device(&self) -> &Device {
         &self.device
+    }
+
+    fn loss_and_grad(&self, x: &Tensor, goal: &Goal, loss: Loss) -> Result<LossGrad> {
+        if self.manual_backward() {
+            self.manual_loss_and_grad(x, goal, loss)
+        } else {
+            autograd_loss_and_grad(self, x, goal, loss)
+        }
     }
 }
