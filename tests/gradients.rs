@@ -130,6 +130,15 @@ fn every_layer_type_matches_finite_differences() {
         ("avgpool2d 2", vec![LayerSpec::Avgpool2d { kernel: 2, stride: None, padding: 0 }]),
         ("avgpool2d 3/2 pad 1", vec![LayerSpec::Avgpool2d { kernel: 3, stride: Some(2), padding: 1 }]),
         ("dropout", vec![LayerSpec::Dropout { p: 0.5 }, LayerSpec::Tanh]),
+        // Runs that execute as one fused step.
+        ("conv2d+relu+maxpool2d", vec![conv(3, 3, 1, 1, 1, 1), LayerSpec::Relu, maxpool(2, 2, 0)]),
+        ("conv2d stride 2+relu+maxpool2d 2/1", vec![conv(4, 3, 2, 1, 1, 1), LayerSpec::Relu, maxpool(2, 1, 0)]),
+        ("conv2d groups+maxpool2d 3/2 pad 1", vec![conv(4, 3, 1, 1, 1, 2), maxpool(3, 2, 1)]),
+        ("conv2d+relu", vec![conv(3, 3, 1, 0, 1, 1), LayerSpec::Relu]),
+        (
+            "linear+relu",
+            vec![LayerSpec::Flatten, LayerSpec::Linear { weight: "fc".into(), out: Some(5) }, LayerSpec::Relu],
+        ),
     ];
     for (what, layers) in cases {
         let mut spec = layer_spec(input, head(layers));
@@ -140,16 +149,83 @@ fn every_layer_type_matches_finite_differences() {
     }
 }
 
+fn maxpool(kernel: usize, stride: usize, padding: usize) -> LayerSpec {
+    LayerSpec::Maxpool2d { kernel, stride: Some(stride), padding }
+}
+
 #[test]
 fn batchnorm_matches_finite_differences() {
-    let spec = layer_spec([2, 4, 4], head(vec![LayerSpec::Batchnorm2d { weight: "bn".into(), eps: 1e-5 }]));
-    let mut weights = layer_spec([2, 4, 4], head(vec![])).init_weights(3).unwrap();
+    let bn = || LayerSpec::Batchnorm2d { weight: "bn".into(), eps: 1e-5 };
     let t = |v: [f64; 2]| Tensor::new(&v, &Device::Cpu).unwrap();
-    weights.insert("bn.weight".into(), t([1.5, 0.7]));
-    weights.insert("bn.bias".into(), t([0.1, -0.2]));
-    weights.insert("bn.running_mean".into(), t([0.4, 0.6]));
-    weights.insert("bn.running_var".into(), t([0.3, 2.0]));
+    let with_bn = |mut weights: HashMap<String, Tensor>| {
+        weights.insert("bn.weight".into(), t([1.5, 0.7]));
+        weights.insert("bn.bias".into(), t([0.1, -0.2]));
+        weights.insert("bn.running_mean".into(), t([0.4, 0.6]));
+        weights.insert("bn.running_var".into(), t([0.3, 2.0]));
+        weights
+    };
+    let spec = layer_spec([2, 4, 4], head(vec![bn()]));
+    let weights = with_bn(layer_spec([2, 4, 4], head(vec![])).init_weights(3).unwrap());
     check_fd(&spec, &weights, "batchnorm2d");
+    // Folded into the preceding convolution's kernel and bias.
+    let spec = layer_spec([2, 6, 6], head(vec![conv(2, 3, 1, 1, 1, 1), LayerSpec::Relu, maxpool(2, 2, 0)]));
+    let weights = with_bn(spec.init_weights(4).unwrap());
+    let mut spec = spec;
+    spec.layers.insert(1, bn());
+    check_fd(&spec, &weights, "conv2d+batchnorm2d+relu+maxpool2d");
+}
+
+#[test]
+fn fused_steps_route_tied_gradients_like_the_layers() {
+    // Inputs and weights on a coarse grid, so convolution outputs and pooling windows tie often;
+    // the fused conv→ReLU→pool steps must pick the same maxima as the layer-by-layer path.
+    use gauntlet::models::autograd_loss_and_grad;
+    let layers = vec![
+        LayerSpec::Conv2d {
+            weight: "c1".into(),
+            stride: 1,
+            padding: 1,
+            dilation: 1,
+            groups: 1,
+            out: Some(4),
+            kernel: Some(3),
+        },
+        LayerSpec::Relu,
+        maxpool(3, 2, 1),
+        LayerSpec::Conv2d {
+            weight: "c2".into(),
+            stride: 1,
+            padding: 0,
+            dilation: 1,
+            groups: 1,
+            out: Some(4),
+            kernel: Some(2),
+        },
+        maxpool(2, 1, 0),
+        LayerSpec::Flatten,
+        LayerSpec::Linear { weight: "fc".into(), out: Some(6) },
+        LayerSpec::Relu,
+        LayerSpec::Linear { weight: "head".into(), out: Some(3) },
+    ];
+    let spec = layer_spec([2, 9, 9], layers);
+    // Multiples of 1/4: sums are exact, so exact zeros (ReLU's kink) and exact ties are common.
+    let grid = |shape: (usize, usize, usize, usize), seed: u64, lo: f64| {
+        let quarters = ((tied_input(shape, seed) + 0.3).unwrap() * 4.0).unwrap().round().unwrap();
+        ((quarters / 4.0).unwrap() + lo).unwrap()
+    };
+    let mut weights = spec.init_weights(5).unwrap();
+    weights.insert("c1.weight".into(), grid((4, 2, 3, 3), 21, -0.5));
+    weights.insert("c1.bias".into(), Tensor::new(&[0.0f64, 0.0, 0.25, -0.25], &Device::Cpu).unwrap());
+    weights.insert("c2.weight".into(), grid((4, 4, 2, 2), 22, -0.5));
+    let model = spec.build(&weights, Path::new("ties"), DType::F64, &Device::Cpu).unwrap();
+    let x = grid((3, 2, 9, 9), 23, 0.0);
+    let goal = Goal::untargeted(vec![0, 1, 2]);
+    for loss in [Loss::CrossEntropy, Loss::Margin] {
+        let fused = model.loss_and_grad(&x, &goal, loss).unwrap();
+        let layered = autograd_loss_and_grad(&model, &x, &goal, loss).unwrap();
+        assert!(max_rel_err(&fused.logits, &layered.logits) < 1e-12, "{loss:?} logits");
+        assert!(max_rel_err(&fused.grad, &layered.grad) < 1e-12, "{loss:?} gradient");
+    }
 }
 
 #[test]

@@ -22,21 +22,21 @@ pub struct ConvParams {
 
 /// Every size the kernels need.
 #[derive(Debug, Clone, Copy)]
-struct Dims {
-    n: usize,
+pub(crate) struct Dims {
+    pub(crate) n: usize,
     c: usize,
     h: usize,
     w: usize,
-    o: usize,
+    pub(crate) o: usize,
     kh: usize,
     kw: usize,
-    oh: usize,
-    ow: usize,
-    p: ConvParams,
+    pub(crate) oh: usize,
+    pub(crate) ow: usize,
+    pub(crate) p: ConvParams,
 }
 
 impl Dims {
-    fn new(x: &[usize], k: &[usize], p: ConvParams) -> Result<Dims> {
+    pub(crate) fn new(x: &[usize], k: &[usize], p: ConvParams) -> Result<Dims> {
         let (&[n, c, h, w], &[o, cg, kh, kw]) = (x, k) else {
             candle_core::bail!("conv2d expects a 4-D input and a 4-D kernel, got {x:?} and {k:?}")
         };
@@ -55,23 +55,23 @@ impl Dims {
         };
         Ok(Dims { n, c, h, w, o, kh, kw, oh, ow, p })
     }
-    fn cg(&self) -> usize {
+    pub(crate) fn cg(&self) -> usize {
         self.c / self.p.groups
     }
-    fn og(&self) -> usize {
+    pub(crate) fn og(&self) -> usize {
         self.o / self.p.groups
     }
     /// Rows of one group's column matrix.
-    fn ck(&self) -> usize {
+    pub(crate) fn ck(&self) -> usize {
         self.cg() * self.kh * self.kw
     }
-    fn ohw(&self) -> usize {
+    pub(crate) fn ohw(&self) -> usize {
         self.oh * self.ow
     }
-    fn in_len(&self) -> usize {
+    pub(crate) fn in_len(&self) -> usize {
         self.c * self.h * self.w
     }
-    fn out_len(&self) -> usize {
+    pub(crate) fn out_len(&self) -> usize {
         self.o * self.ohw()
     }
     /// Output positions `lo..hi` along an axis whose input index `o·stride + k·dilation − padding`
@@ -86,7 +86,7 @@ impl Dims {
 }
 
 /// One sample's one group: col (ck × ohw) from x (C × H × W).
-fn im2col<T: Elem>(d: &Dims, x: &[T], g: usize, col: &mut [T]) {
+pub(crate) fn im2col<T: Elem>(d: &Dims, x: &[T], g: usize, col: &mut [T]) {
     let (cg, ohw, s) = (d.cg(), d.ohw(), d.p.stride);
     for cc in 0..cg {
         let plane = &x[(g * cg + cc) * d.h * d.w..][..d.h * d.w];
@@ -121,7 +121,7 @@ fn im2col<T: Elem>(d: &Dims, x: &[T], g: usize, col: &mut [T]) {
 }
 
 /// Adds col (ck × ohw) back into dx (C × H × W) for group g.
-fn col2im<T: Elem>(d: &Dims, col: &[T], g: usize, dx: &mut [T]) {
+pub(crate) fn col2im<T: Elem>(d: &Dims, col: &[T], g: usize, dx: &mut [T]) {
     let (cg, ohw, s) = (d.cg(), d.ohw(), d.p.stride);
     for cc in 0..cg {
         let plane = &mut dx[(g * cg + cc) * d.h * d.w..][..d.h * d.w];
@@ -152,7 +152,7 @@ fn col2im<T: Elem>(d: &Dims, col: &[T], g: usize, dx: &mut [T]) {
 }
 
 /// dst (m×n, row-major) = [dst +] lhs·rhs on this thread (samples run in parallel instead).
-fn gemm<T: Elem>(
+pub(crate) fn gemm<T: Elem>(
     m: usize,
     n: usize,
     k: usize,

@@ -127,15 +127,15 @@ pub fn relu(x: &Tensor) -> Result<Tensor> {
 struct MaxPool(Window);
 struct MaxPoolGrad(Window);
 
-struct PoolDims {
-    h: usize,
-    w: usize,
-    oh: usize,
-    ow: usize,
+pub(crate) struct PoolDims {
+    pub(crate) h: usize,
+    pub(crate) w: usize,
+    pub(crate) oh: usize,
+    pub(crate) ow: usize,
 }
 
 /// Visits every window: `f(output index, input index of the first maximum)`.
-fn each_window<T: Elem>(x: &[T], d: &PoolDims, win: Window, mut f: impl FnMut(usize, usize)) {
+pub(crate) fn each_window<T: Elem>(x: &[T], d: &PoolDims, win: Window, mut f: impl FnMut(usize, usize)) {
     let [kh, kw] = win.kernel;
     let [sh, sw] = win.stride;
     if win.padding == [0, 0] {

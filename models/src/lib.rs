@@ -6,6 +6,7 @@ pub mod conv;
 pub mod cpu_ops;
 pub mod device;
 mod error;
+mod fused;
 mod kernel;
 pub mod linear;
 pub mod ops;

@@ -9,7 +9,7 @@ struct Linear;
 struct LinearInputGrad;
 struct LinearWeightGrad;
 
-fn threads() -> gemm::Parallelism {
+pub(crate) fn threads() -> gemm::Parallelism {
     match candle_core::utils::get_num_threads() {
         0 | 1 => gemm::Parallelism::None,
         n => gemm::Parallelism::Rayon(n),

@@ -4,6 +4,7 @@ use candle_core::{DType, Device, Tensor, Var};
 
 use crate::classifier::autograd_loss_and_grad;
 use crate::conv::{self, ConvParams};
+use crate::fused::{ConvBlock, DenseBlock, Switches};
 use crate::ops::{self, Window};
 use crate::{cpu_ops, linear};
 use crate::{objective, Bounds, Classifier, Goal, Loss, LossGrad, ModelError, Result};
@@ -99,6 +100,72 @@ pub struct Sequential {
     device: Device,
     dtype: DType,
     parameters: usize,
+    /// The fused execution plan on CPU (f32/f64, weights not being trained); `None` elsewhere.
+    plan: Option<Vec<Step>>,
+}
+
+/// One step of the fused plan: a run of layers as one kernel, or one layer on its own.
+#[derive(Debug, Clone)]
+enum Step {
+    Conv { first: usize, block: ConvBlock },
+    Dense { first: usize, block: DenseBlock },
+    Layer(usize),
+}
+
+impl Step {
+    fn first(&self) -> usize {
+        match self {
+            Step::Conv { first, .. } | Step::Dense { first, .. } | Step::Layer(first) => *first,
+        }
+    }
+}
+
+/// Groups conv2d → [batchnorm2d] → [relu] → [maxpool2d] and linear → [relu] into fused steps;
+/// `ranks[i]` is the rank of layer i's input. Batch norm is folded into the kernel and bias.
+fn plan(layers: &[Layer], ranks: &[usize]) -> candle_core::Result<Vec<Step>> {
+    let mut steps = Vec::new();
+    let mut i = 0;
+    while i < layers.len() {
+        let mut j = i + 1;
+        let relu = |j: &mut usize| {
+            let yes = matches!(layers.get(*j), Some(Layer::Relu));
+            *j += usize::from(yes);
+            yes
+        };
+        match &layers[i] {
+            Layer::Conv2d { weight, bias, stride, padding, dilation, groups } => {
+                let (mut weight, mut bias) = (weight.contiguous()?, bias.clone());
+                if let Some(Layer::BatchNorm2d { scale, shift }) = layers.get(j) {
+                    let (scale, shift) = (scale.flatten_all()?, shift.flatten_all()?);
+                    weight = weight.broadcast_mul(&scale.reshape((scale.elem_count(), 1, 1, 1))?)?.contiguous()?;
+                    bias = Some(match bias {
+                        Some(b) => ((b * &scale)? + shift)?,
+                        None => shift,
+                    });
+                    j += 1;
+                }
+                let relu = relu(&mut j);
+                let pool = match layers.get(j) {
+                    Some(Layer::MaxPool2d(w)) => {
+                        j += 1;
+                        Some(*w)
+                    }
+                    _ => None,
+                };
+                let conv = ConvParams { stride: *stride, padding: *padding, dilation: *dilation, groups: *groups };
+                let bias = bias.map(|b| b.contiguous()).transpose()?;
+                steps.push(Step::Conv { first: i, block: ConvBlock { weight, bias, conv, relu, pool } });
+            }
+            Layer::Linear { weight, bias } if ranks[i] == 2 => {
+                let relu = relu(&mut j);
+                let (weight, bias) = (weight.contiguous()?, bias.as_ref().map(|b| b.contiguous()).transpose()?);
+                steps.push(Step::Dense { first: i, block: DenseBlock { weight, bias, relu } });
+            }
+            _ => steps.push(Step::Layer(i)),
+        }
+        i = j;
+    }
+    Ok(steps)
 }
 
 impl Sequential {
@@ -128,16 +195,82 @@ impl Sequential {
                 _ => 0,
             })
             .sum();
-        let model = Sequential { normalize, layers, input, classes, bounds, device: device.clone(), dtype, parameters };
-        let probe = Tensor::zeros((1, input[0], input[1], input[2]), dtype, device)?;
-        let out = model.logits(&probe)?;
+        let mut model = Sequential {
+            normalize,
+            layers,
+            input,
+            classes,
+            bounds,
+            device: device.clone(),
+            dtype,
+            parameters,
+            plan: None,
+        };
+        // A fixed, irregular probe in [0, 1): checks the shapes, and the fused plan against the layers.
+        let len = input.iter().product::<usize>();
+        let probe: Vec<f64> = (0..len).map(|i| (i as f64 * 0.618_033_988_749_895).fract()).collect();
+        let probe = Tensor::from_vec(probe, (1, input[0], input[1], input[2]), device)?.to_dtype(dtype)?;
+        let mut ranks = Vec::with_capacity(model.layers.len());
+        let out = model.run_layers(&model.normalized(&probe)?, |h| ranks.push(h.rank()))?;
         if out.dims() != [1, classes] {
             return Err(ModelError::Invalid(format!(
                 "the last layer produces shape {:?} per sample, but the spec declares {classes} classes",
                 &out.dims()[1..]
             )));
         }
+        let trained = model.layers.iter().any(|l| match l {
+            Layer::Conv2d { weight, .. } | Layer::Linear { weight, .. } => weight.is_variable(),
+            Layer::BatchNorm2d { scale, .. } => scale.is_variable(),
+            _ => false,
+        });
+        if model.manual_backward() && !trained {
+            model.plan = Some(plan(&model.layers, &ranks)?);
+            let fused = model.logits(&probe)?;
+            let diff = (fused - &out)?.abs()?.flatten_all()?.max(0)?.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+            let scale = out.abs()?.flatten_all()?.max(0)?.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+            if diff.is_nan() || diff > 1e-4 * scale.max(1.0) {
+                return Err(ModelError::Invalid(format!(
+                    "the fused CPU plan disagrees with the layer-by-layer forward pass by {diff:e}"
+                )));
+            }
+        }
         Ok(model)
+    }
+
+    /// Runs the layers one by one, calling `seen` with each layer's input.
+    fn run_layers(&self, x: &Tensor, mut seen: impl FnMut(&Tensor)) -> Result<Tensor> {
+        let mut h = x.clone();
+        for (i, layer) in self.layers.iter().enumerate() {
+            seen(&h);
+            h = layer.forward(&h).map_err(|e| self.layer_error(i, &h, e))?;
+        }
+        Ok(h)
+    }
+
+    fn layer_error(&self, i: usize, input: &Tensor, e: candle_core::Error) -> ModelError {
+        ModelError::Layer {
+            layer: i,
+            op: self.layers[i].op_name().into(),
+            message: format!("input shape {:?}: {e}", input.dims()),
+        }
+    }
+
+    fn normalized(&self, x: &Tensor) -> Result<Tensor> {
+        let x = if x.dtype() == self.dtype { x.clone() } else { x.to_dtype(self.dtype)? };
+        Ok(match &self.normalize {
+            Some((mean, std)) => x.broadcast_sub(mean)?.broadcast_div(std)?,
+            None => x,
+        })
+    }
+
+    /// One fused step forward: its output and, for pooled convolutions, the pooling switches.
+    fn step_forward(&self, step: &Step, x: &Tensor) -> Result<(Tensor, Switches)> {
+        let out = match step {
+            Step::Conv { block, .. } => block.forward(x),
+            Step::Dense { block, .. } => block.forward(x).map(|y| (y, Vec::new())),
+            Step::Layer(i) => self.layers[*i].forward(x).map(|y| (y, Vec::new())),
+        };
+        out.map_err(|e| self.layer_error(step.first(), x, e))
     }
 
     pub fn layers(&self) -> &[Layer] {
@@ -165,29 +298,47 @@ impl Sequential {
     /// product through candle's autograd. No graph spans the network, and nothing is computed for
     /// the weights.
     fn manual_loss_and_grad(&self, x: &Tensor, goal: &Goal, loss: Loss) -> Result<LossGrad> {
-        let x = if x.dtype() == self.dtype { x.detach() } else { x.to_dtype(self.dtype)? };
-        let mut acts = Vec::with_capacity(self.layers.len() + 1);
-        acts.push(match &self.normalize {
-            Some((mean, std)) => x.broadcast_sub(mean)?.broadcast_div(std)?,
-            None => x.clone(),
-        });
-        for (i, layer) in self.layers.iter().enumerate() {
-            let h = acts.last().expect("input pushed");
-            let y = layer.forward(h).map_err(|e| ModelError::Layer {
-                layer: i,
-                op: layer.op_name().into(),
-                message: format!("input shape {:?}: {e}", h.dims()),
-            })?;
-            acts.push(y);
+        let x = self.normalized(&x.detach())?;
+        let mut acts = vec![x];
+        let mut switches = Vec::new();
+        match &self.plan {
+            Some(plan) => {
+                for step in plan {
+                    let (y, sw) = self.step_forward(step, acts.last().expect("input pushed"))?;
+                    acts.push(y);
+                    switches.push(sw);
+                }
+            }
+            None => {
+                for (i, layer) in self.layers.iter().enumerate() {
+                    let h = acts.last().expect("input pushed");
+                    let y = layer.forward(h).map_err(|e| self.layer_error(i, h, e))?;
+                    acts.push(y);
+                }
+            }
         }
         let logits = acts.pop().expect("at least the input");
         let z = Var::from_tensor(&logits)?;
         let per_sample = objective(z.as_tensor(), goal, loss)?;
         let mut g = per_sample.sum_all()?.backward()?.get(z.as_tensor()).ok_or(ModelError::GradientMissing)?.clone();
         let mut out = logits.clone();
-        for (layer, h) in self.layers.iter().zip(&acts).rev() {
-            g = layer.input_grad(h, &out, &g)?;
-            out = h.clone();
+        match &self.plan {
+            Some(plan) => {
+                for ((step, h), sw) in plan.iter().zip(&acts).zip(&switches).rev() {
+                    g = match step {
+                        Step::Conv { block, .. } => block.input_grad(h.dims(), &out, sw, &g),
+                        Step::Dense { block, .. } => block.input_grad(&out, &g),
+                        Step::Layer(i) => self.layers[*i].input_grad(h, &out, &g),
+                    }?;
+                    out = h.clone();
+                }
+            }
+            None => {
+                for (layer, h) in self.layers.iter().zip(&acts).rev() {
+                    g = layer.input_grad(h, &out, &g)?;
+                    out = h.clone();
+                }
+            }
         }
         if let Some((_, std)) = &self.normalize {
             g = g.broadcast_div(std)?;
@@ -226,18 +377,12 @@ impl Layer {
 
 impl Classifier for Sequential {
     fn logits(&self, x: &Tensor) -> Result<Tensor> {
-        let mut h = if x.dtype() == self.dtype { x.clone() } else { x.to_dtype(self.dtype)? };
-        if let Some((mean, std)) = &self.normalize {
-            h = h.broadcast_sub(mean)?.broadcast_div(std)?;
+        let h = self.normalized(x)?;
+        match &self.plan {
+            // A tracked input (autograd through the model) takes the layer-by-layer path.
+            Some(plan) if !h.track_op() => plan.iter().try_fold(h, |h, step| Ok(self.step_forward(step, &h)?.0)),
+            _ => self.run_layers(&h, |_| {}),
         }
-        for (i, layer) in self.layers.iter().enumerate() {
-            h = layer.forward(&h).map_err(|e| ModelError::Layer {
-                layer: i,
-                op: layer.op_name().into(),
-                message: format!("input shape {:?}: {e}", h.dims()),
-            })?;
-        }
-        Ok(h)
     }
 
     fn input_shape(&self) -> [usize; 3] {
