@@ -30,9 +30,9 @@ cargo build --release -q --bin gauntlet --example pass_timing
 [ -f "$OUT/lenet.safetensors" ] || (cd benches/compare && "$PY" prepare.py "../../$OUT" "$(cd ../.. && realpath "$TRAIN")")
 
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); threads $THREADS; $(date -u +%F)"
-echo "== single passes, batch 256 (median of 10)"
-(cd benches/compare && "$PY" torch_side.py "../../$OUT/lenet.safetensors" "../../$IMAGES" "$EPS" "$STEPS" 0.01 256 --passes)
-target/release/examples/pass_timing "$OUT/lenet.toml" 256
+echo "== single passes, batch 256 (median of 10); thread scaling 1 -> 2 (alternating in one process)"
+(cd benches/compare && "$PY" torch_side.py "../../$OUT/lenet.safetensors" "../../$IMAGES" "$EPS" "$STEPS" 0.01 256 --passes --scaling)
+target/release/examples/pass_timing "$OUT/lenet.toml" 256 --scaling
 
 echo "== PGD-$STEPS sweep over eps $EPS on 1,000 images, $REPEATS alternating runs"
 for r in $(seq "$REPEATS"); do

@@ -1,7 +1,7 @@
 """The PyTorch + torchattacks side: PGD re-run for every eps on all samples (torchattacks has no
 sweep), robust accuracy over all samples, and optional timing of single passes.
 
-usage: torch_side.py WEIGHTS IMAGES EPS_CSV STEPS ALPHA BATCH [--passes]
+usage: torch_side.py WEIGHTS IMAGES EPS_CSV STEPS ALPHA BATCH [--passes [--scaling]]
 """
 import json
 import os
@@ -41,6 +41,19 @@ if "--passes" in sys.argv:
             times.append(time.perf_counter() - t)
         res[name] = statistics.median(times[2:]) * 1000
     print(json.dumps({"side": "torch", "batch": 256, "ms": res}))
+    if "--scaling" in sys.argv:
+        # forward + input gradient alternately on 1 and 2 threads, 15 each (first dropped), medians.
+        times = {1: [], 2: []}
+        for _ in range(16):
+            for n in (1, 2):
+                torch.set_num_threads(n)
+                t = time.perf_counter()
+                xv = xb.clone().requires_grad_(True)
+                F.cross_entropy(model(xv), yb, reduction="sum").backward()
+                times[n].append(time.perf_counter() - t)
+        one, two = (statistics.median(times[n][1:]) * 1000 for n in (1, 2))
+        print(json.dumps({"side": "torch", "batch": 256, "scaling": {
+            "1 thread ms": round(one, 3), "2 threads ms": round(two, 3), "speed-up": round(one / two, 2)}}))
     sys.exit(0)
 
 start = time.perf_counter()

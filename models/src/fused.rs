@@ -142,28 +142,26 @@ fn conv_block<T: Elem>(
     let out_len = d.o * plane;
     let mut y = vec![T::default(); d.n * out_len];
     let mut switches = vec![0u32; if pool.is_some() { d.n * out_len } else { 0 }];
-    // z (O × OH·OW) = bias + conv(x) for one sample.
+    // z (O × OH·OW) = conv(x) for one sample; the bias is added where z is read next (a per-channel
+    // constant moves neither a window's maximum nor its position).
     let convolve = |z: &mut [T], xs: &[T], col: &mut [T]| {
-        if let Some(b) = bias {
-            z.chunks_mut(ohw).zip(b).for_each(|(p, &v)| p.fill(v));
-        }
         for g in 0..d.p.groups {
             im2col(d, xs, g, col);
             let kg = &k[g * og * ck..][..og * ck];
-            let zg = &mut z[g * og * ohw..];
-            gemm(og, ohw, ck, zg, bias.is_some(), (kg, ck as isize, 1), (col, ohw as isize, 1));
+            gemm(og, ohw, ck, &mut z[g * og * ohw..], false, (kg, ck as isize, 1), (col, ohw as isize, 1));
         }
     };
+    let bias_of = |ch: usize| bias.map_or(T::default(), |b| b[ch]);
     let sample = |(col, buf): &mut (Vec<T>, Vec<T>), ys: &mut [T], xs: &[T], sws: Option<&mut [u32]>| match (pool, sws)
     {
         (Some((win, pd)), Some(sws)) => {
             convolve(buf, xs, col);
             for ch in 0..d.o {
-                let zc = &buf[ch * ohw..][..ohw];
+                let (zc, b) = (&buf[ch * ohw..][..ohw], bias_of(ch));
                 let yc = &mut ys[ch * plane..][..plane];
                 let sc = &mut sws[ch * plane..][..plane];
                 each_window(zc, pd, *win, |o, i| {
-                    let v = if i == usize::MAX { T::NEG_INF } else { zc[i] };
+                    let v = if i == usize::MAX { T::NEG_INF } else { zc[i] + b };
                     (yc[o], sc[o]) = if relu && !positive(v) {
                         (T::default(), NO_SWITCH)
                     } else {
@@ -174,8 +172,13 @@ fn conv_block<T: Elem>(
         }
         _ => {
             convolve(ys, xs, col);
-            if relu {
-                relu_in_place(ys);
+            for (ch, yc) in ys.chunks_mut(ohw).enumerate() {
+                let b = bias_of(ch);
+                if relu {
+                    yc.iter_mut().for_each(|v| *v = if positive(*v + b) { *v + b } else { T::default() });
+                } else if bias.is_some() {
+                    yc.iter_mut().for_each(|v| *v += b);
+                }
             }
         }
     };

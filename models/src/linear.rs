@@ -10,7 +10,7 @@ struct LinearInputGrad;
 struct LinearWeightGrad;
 
 pub(crate) fn threads() -> gemm::Parallelism {
-    match candle_core::utils::get_num_threads() {
+    match rayon::current_num_threads() {
         0 | 1 => gemm::Parallelism::None,
         n => gemm::Parallelism::Rayon(n),
     }
