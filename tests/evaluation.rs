@@ -54,6 +54,23 @@ fn results_do_not_depend_on_batch_size() {
 }
 
 #[test]
+fn restarts_only_add_broken_samples() {
+    // Restart 0 of a multi-restart PGD is the single-restart PGD (same random start, same
+    // trajectory), and the restarts run together in one batch: every sample that one restart
+    // breaks, four restarts break too.
+    let model = zoo::mnist_cnn(&Device::Cpu).unwrap();
+    let d = data(120);
+    let run = |a: &str| evaluate(&model, &d, &config(&[a], &[0.1], 32), &Silent).unwrap();
+    let (one, four) = (run("pgd:steps=2,restarts=1"), run("pgd:steps=2,restarts=4"));
+    let (b1, b4) = (&one.attacks[0].broken, &four.attacks[0].broken);
+    for (i, (x, y)) in b1.iter().zip(b4).enumerate() {
+        assert!(x.is_none() || y.is_some(), "sample {i}: broken by 1 restart but not by 4");
+    }
+    let count = |b: &[Option<_>]| b.iter().filter(|v| v.is_some()).count();
+    assert!(count(b4) > count(b1), "4 restarts broke no more samples than 1 ({})", count(b1));
+}
+
+#[test]
 fn robustness_falls_with_eps_and_pgd_beats_fgsm() {
     let model = zoo::mnist_cnn(&Device::Cpu).unwrap();
     let ev = evaluate(&model, &data(100), &config(&["fgsm", "pgd:steps=20"], &[0.3, 0.05, 0.1], 50), &Silent).unwrap();

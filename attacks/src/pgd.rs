@@ -3,8 +3,8 @@
 //! xᵗ⁺¹ = Π_{B(x, ε) ∩ bounds}(xᵗ + α·step(∇ₓL)), in L∞ (sign step) or L2 (normalised step).
 //!
 //! Unlike torchattacks, which returns the last iterate, each sample keeps the first iterate that
-//! reaches the goal, and leaves the batch there. Restarts re-run only the samples still unbroken,
-//! each from a fresh random start.
+//! reaches the goal, and leaves the batch there. Restarts run side by side in one batch, each from
+//! its own random start; a sample leaves with all its copies when any of them succeeds.
 //!
 //! Defaults (the MNIST challenge configuration of Madry et al. for ε = 0.3 is `steps=40,step=0.01`):
 //! `steps=40`; step size α = 2.5·ε/steps (Madry et al.'s rule) unless `step` (absolute) or
@@ -89,6 +89,10 @@ impl Attack for Pgd {
         )
     }
 
+    /// All restarts of all samples run as one batch (row `r·n + i` is restart r of sample i). A
+    /// sample leaves the batch, with every copy of it, at the first step where any copy succeeds;
+    /// each copy's trajectory depends only on its own random start, so the set of broken samples
+    /// is the same as running the restarts one after another.
     fn run(&self, model: &dyn Classifier, batch: &AttackBatch<'_>, threat: &ThreatModel) -> Result<AttackOutput> {
         let n = batch.len();
         let alpha = self.alpha(threat.eps);
@@ -96,58 +100,60 @@ impl Attack for Pgd {
         let mut steps = vec![None; n];
         let mut reached = vec![false; n];
         let mut cost = Cost::default();
-        for restart in 0..self.restarts {
-            // Rows of the batch still unbroken; x, x0 and the goal are kept compacted to them.
-            let mut active: Vec<usize> = (0..n).filter(|&i| !reached[i]).collect();
-            if active.is_empty() {
-                break;
-            }
-            let mut x0 = select(batch.x0, &active)?;
-            let mut goal = batch.goal.select(&active);
-            let mut x = if self.random_start {
-                let ids: Vec<u64> = active.iter().map(|&i| batch.ids[i]).collect();
-                threat.random_start(&x0, &ids, batch.noise_key(restart as u64))?
+        let copies = if self.random_start { self.restarts } else { 1 };
+        // The sample behind each row of the working batch.
+        let mut sample: Vec<usize> = (0..copies).flat_map(|_| 0..n).collect();
+        let all: Vec<usize> = sample.clone();
+        let mut x0 = select(batch.x0, &all)?;
+        let mut goal = batch.goal.select(&all);
+        let mut x = if self.random_start {
+            let starts = (0..copies)
+                .map(|r| threat.random_start(batch.x0, batch.ids, batch.noise_key(r as u64)))
+                .collect::<Result<Vec<_>>>()?;
+            Tensor::cat(&starts, 0)?
+        } else {
+            x0.clone()
+        };
+        for t in 0..=self.steps {
+            let last = t == self.steps;
+            let (logits, grad) = if last {
+                cost.forwards += sample.len() as u64;
+                (model.logits(&x)?, None)
             } else {
-                x0.clone()
+                cost.gradients += sample.len() as u64;
+                let lg = model.loss_and_grad(&x, &goal, self.loss)?;
+                (lg.logits, Some(lg.grad))
             };
-            for t in 0..=self.steps {
-                let last = t == self.steps;
-                let (logits, grad) = if last {
-                    cost.forwards += active.len() as u64;
-                    (model.logits(&x)?, None)
-                } else {
-                    cost.gradients += active.len() as u64;
-                    let lg = model.loss_and_grad(&x, &goal, self.loss)?;
-                    (lg.logits, Some(lg.grad))
-                };
-                let preds = predictions(&logits)?;
-                let hit: Vec<bool> = preds.iter().enumerate().map(|(j, &p)| goal.achieved(j, p)).collect();
-                if last || hit.iter().any(|&h| h) {
-                    let rows = to_rows(&x)?;
-                    for (j, &i) in active.iter().enumerate() {
-                        if hit[j] || last {
-                            reached[i] = hit[j];
-                            steps[i] = Some(t as u32);
-                            out.set(i, &rows[j]);
-                        }
+            let preds = predictions(&logits)?;
+            let hit: Vec<bool> = preds.iter().enumerate().map(|(j, &p)| goal.achieved(j, p)).collect();
+            if last || hit.iter().any(|&h| h) {
+                let rows = to_rows(&x)?;
+                for (j, &i) in sample.iter().enumerate() {
+                    if reached[i] {
+                        continue; // an earlier copy of this sample succeeded at this step
+                    }
+                    if hit[j] || last {
+                        reached[i] = hit[j];
+                        steps[i] = Some(t as u32);
+                        out.set(i, &rows[j]);
                     }
                 }
-                let Some(grad) = grad else { break };
-                let keep: Vec<usize> = (0..active.len()).filter(|&j| !hit[j]).collect();
-                if keep.is_empty() {
-                    break;
-                }
-                let grad = if keep.len() < active.len() {
-                    x = select(&x, &keep)?;
-                    x0 = select(&x0, &keep)?;
-                    goal = goal.select(&keep);
-                    active = keep.iter().map(|&j| active[j]).collect();
-                    select(&grad, &keep)?
-                } else {
-                    grad
-                };
-                x = threat.project(&x0, &(&x + threat.ascent(&grad, alpha)?)?)?;
             }
+            let Some(grad) = grad else { break };
+            let keep: Vec<usize> = (0..sample.len()).filter(|&j| !reached[sample[j]]).collect();
+            if keep.is_empty() {
+                break;
+            }
+            let grad = if keep.len() < sample.len() {
+                x = select(&x, &keep)?;
+                x0 = select(&x0, &keep)?;
+                goal = goal.select(&keep);
+                sample = keep.iter().map(|&j| sample[j]).collect();
+                select(&grad, &keep)?
+            } else {
+                grad
+            };
+            x = threat.project(&x0, &(&x + threat.ascent(&grad, alpha)?)?)?;
         }
         Ok(AttackOutput { x_adv: out.into_tensor()?, steps, reached, cost })
     }
