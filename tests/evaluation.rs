@@ -203,3 +203,25 @@ fn agrees_with_torchattacks_on_the_shipped_model() {
         assert!((ours_pgd - pgd).abs() <= 0.02, "PGD eps {e}: ours {ours_pgd}, torchattacks {pgd}");
     }
 }
+
+#[test]
+fn apgd_is_at_least_as_strong_as_torchattacks() {
+    // A weaker attack overstates robustness: on the same weights and images, each APGD variant's
+    // robust accuracy may exceed torchattacks' by at most 1 percentage point.
+    let golden: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string("tests/golden/mnist_torchattacks_apgd.json").unwrap()).unwrap();
+    let n = golden["samples"].as_u64().unwrap() as usize;
+    let model = zoo::mnist_cnn(&Device::Cpu).unwrap();
+    let eps = [0.1, 0.15];
+    let attacks = ["apgd", "apgd-dlr", "apgd-t"];
+    let ev = evaluate(&model, &data(n), &config(&attacks, &eps, 500), &Silent).unwrap();
+    let r = report(&ev);
+    for (a, name) in attacks.iter().enumerate() {
+        for (k, e) in eps.iter().enumerate() {
+            let reference = golden[*name][format!("{e}")].as_f64().unwrap();
+            let ours = r.results[a * eps.len() + k].robust_accuracy;
+            assert_eq!(r.results[a * eps.len() + k].attack, *name);
+            assert!(ours <= reference + 0.01 + 1e-9, "{name} eps {e}: ours {ours}, torchattacks {reference}");
+        }
+    }
+}

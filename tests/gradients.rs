@@ -323,6 +323,37 @@ fn training_gradients_match_candle() {
 }
 
 #[test]
+fn dlr_losses_match_their_definition_and_finite_differences() {
+    // 4 classes for the targeted variant; logits chosen by hand.
+    let z = Tensor::new(&[[3.0f64, 1.0, 2.0, -1.0], [0.5, 2.5, -0.5, 1.5]], &Device::Cpu).unwrap();
+    let mut goal = Goal::untargeted(vec![0, 0]);
+    let dlr = objective(&z, &goal, Loss::Dlr).unwrap().to_vec1::<f64>().unwrap();
+    // Row 0: y is the top class: −(3 − 2)/(3 − 1); row 1: −(0.5 − 2.5)/(2.5 − 0.5).
+    assert!((dlr[0] + 0.5).abs() < 1e-9 && (dlr[1] - 1.0).abs() < 1e-9, "{dlr:?}");
+    goal.guide = Some(vec![2, 3]);
+    let t = objective(&z, &goal, Loss::DlrTargeted).unwrap().to_vec1::<f64>().unwrap();
+    // −(z_y − z_t)/(z_π1 − (z_π3 + z_π4)/2): row 0 −(3 − 2)/(3 − 0), row 1 −(0.5 − 1.5)/(2.5 − 0).
+    assert!((t[0] + 1.0 / 3.0).abs() < 1e-9 && (t[1] - 0.4).abs() < 1e-9, "{t:?}");
+    // Gradient with respect to the logits against central differences.
+    for loss in [Loss::Dlr, Loss::DlrTargeted] {
+        let v = candle_core::Var::from_tensor(&z).unwrap();
+        let g = objective(v.as_tensor(), &goal, loss).unwrap().sum_all().unwrap().backward().unwrap();
+        let grad = g.get(v.as_tensor()).unwrap().flatten_all().unwrap().to_vec1::<f64>().unwrap();
+        let base = z.flatten_all().unwrap().to_vec1::<f64>().unwrap();
+        for i in 0..base.len() {
+            let at = |d: f64| {
+                let mut p = base.clone();
+                p[i] += d;
+                let t = Tensor::from_vec(p, (2, 4), &Device::Cpu).unwrap();
+                objective(&t, &goal, loss).unwrap().sum_all().unwrap().to_scalar::<f64>().unwrap()
+            };
+            let fd = (at(1e-6) - at(-1e-6)) / 2e-6;
+            assert!((fd - grad[i]).abs() < 1e-6, "{loss:?} logit {i}: fd {fd}, grad {}", grad[i]);
+        }
+    }
+}
+
+#[test]
 fn hand_written_backward_equals_autograd() {
     use gauntlet::models::autograd_loss_and_grad;
     let model = load_model(Path::new("tests/golden/allops.toml"), DType::F64, &Device::Cpu).unwrap();

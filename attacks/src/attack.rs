@@ -148,7 +148,8 @@ impl Params {
             None => Ok(None),
             Some("ce" | "cross-entropy" | "xent") => Ok(Some(Loss::CrossEntropy)),
             Some("margin" | "cw") => Ok(Some(Loss::Margin)),
-            Some(v) => Err(self.err(format!("`loss={v}` is unknown; use ce or margin"))),
+            Some("dlr") => Ok(Some(Loss::Dlr)),
+            Some(v) => Err(self.err(format!("`loss={v}` is unknown; use ce, margin or dlr"))),
         }
     }
 
@@ -174,10 +175,7 @@ pub fn parse_number(s: &str) -> Option<f64> {
 }
 
 pub(crate) fn loss_name(loss: Loss) -> &'static str {
-    match loss {
-        Loss::CrossEntropy => "ce",
-        Loss::Margin => "margin",
-    }
+    loss.name()
 }
 
 #[cfg(test)]

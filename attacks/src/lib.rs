@@ -1,6 +1,7 @@
 //! Adversarial attacks for Gauntlet. An attack is one file implementing [`Attack`], plus one line
 //! in [`Registry::default`]; norms are a parameter of the [`ThreatModel`], not separate attacks.
 
+pub mod apgd;
 mod attack;
 mod error;
 pub mod fgsm;
@@ -8,6 +9,7 @@ pub mod pgd;
 pub mod registry;
 pub mod threat;
 
+pub use apgd::{Apgd, ApgdLoss};
 pub use attack::{parse_number, Attack, AttackBatch, AttackOutput, Cost, Params};
 pub use error::{AttackError, Result};
 pub use fgsm::Fgsm;

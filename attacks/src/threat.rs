@@ -82,7 +82,7 @@ impl ThreatModel {
     }
 
     /// Per-sample L2 norm of (N, …) as (N, 1, …, 1), for broadcasting.
-    fn l2_rows(t: &Tensor) -> candle_core::Result<Tensor> {
+    pub(crate) fn l2_rows(t: &Tensor) -> candle_core::Result<Tensor> {
         let n = t.dim(0)?;
         let mut shape = vec![1usize; t.rank()];
         shape[0] = n;
@@ -222,7 +222,7 @@ fn toward(r: f32, c: f32) -> f32 {
 }
 
 /// A standard normal draw (Box–Muller).
-fn gaussian(rng: &mut ChaCha8Rng) -> f64 {
+pub(crate) fn gaussian(rng: &mut ChaCha8Rng) -> f64 {
     let u1: f64 = 1.0 - rng.random::<f64>();
     let u2: f64 = rng.random::<f64>();
     (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()

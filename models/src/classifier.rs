@@ -23,15 +23,18 @@ pub struct Goal {
     /// True labels (untargeted) or target labels (targeted), one per sample.
     pub classes: Vec<u32>,
     pub targeted: bool,
+    /// For an untargeted goal, a class per sample that [`Loss::DlrTargeted`] pulls towards
+    /// (APGD-T): success is still any wrong prediction.
+    pub guide: Option<Vec<u32>>,
 }
 
 impl Goal {
     pub fn untargeted(labels: Vec<u32>) -> Self {
-        Goal { classes: labels, targeted: false }
+        Goal { classes: labels, targeted: false, guide: None }
     }
 
     pub fn targeted(targets: Vec<u32>) -> Self {
-        Goal { classes: targets, targeted: true }
+        Goal { classes: targets, targeted: true, guide: None }
     }
 
     /// Whether prediction `pred` of sample `i` achieves the attacker's goal.
@@ -45,7 +48,8 @@ impl Goal {
 
     /// The goal restricted to the rows `keep` (in that order).
     pub fn select(&self, keep: &[usize]) -> Goal {
-        Goal { classes: keep.iter().map(|&i| self.classes[i]).collect(), targeted: self.targeted }
+        let pick = |v: &[u32]| keep.iter().map(|&i| v[i]).collect::<Vec<u32>>();
+        Goal { classes: pick(&self.classes), targeted: self.targeted, guide: self.guide.as_deref().map(pick) }
     }
 
     pub fn len(&self) -> usize {
@@ -65,6 +69,24 @@ pub enum Loss {
     CrossEntropy,
     /// Carlini–Wagner margin: `max_{i≠y} z_i − z_y` (untargeted) or `z_t − max_{i≠t} z_i` (targeted).
     Margin,
+    /// Difference of logits ratio (Croce & Hein 2020), untargeted:
+    /// `−(z_y − max_{i≠y} z_i) / (z_π1 − z_π3 + 1e-12)`, π sorting the logits in decreasing order.
+    Dlr,
+    /// Targeted DLR towards the goal's `guide` class t:
+    /// `−(z_y − z_t) / (z_π1 − (z_π3 + z_π4)/2 + 1e-12)`.
+    DlrTargeted,
+}
+
+impl Loss {
+    /// The loss's name in attack parameters and reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Loss::CrossEntropy => "ce",
+            Loss::Margin => "margin",
+            Loss::Dlr => "dlr",
+            Loss::DlrTargeted => "dlr-targeted",
+        }
+    }
 }
 
 /// One forward + input-gradient pass.
@@ -152,6 +174,53 @@ pub fn objective(logits: &Tensor, goal: &Goal, loss: Loss) -> Result<Tensor> {
                 (other - z_c)?
             }
         }
+        Loss::Dlr | Loss::DlrTargeted => dlr(logits, goal, loss)?,
+    };
+    Ok(value)
+}
+
+/// The DLR losses. Sorting is done on the CPU and the logits are picked with `gather`, so the
+/// gradient reaches exactly one element per picked rank, as with PyTorch's `sort`.
+fn dlr(logits: &Tensor, goal: &Goal, loss: Loss) -> Result<Tensor> {
+    let (n, k) = logits.dims2()?;
+    let need = if loss == Loss::DlrTargeted { 4 } else { 3 };
+    if k < need {
+        return Err(ModelError::Invalid(format!(
+            "the {} loss needs at least {need} classes, the model has {k}",
+            loss.name()
+        )));
+    }
+    if goal.targeted {
+        return Err(ModelError::Invalid(format!("the {} loss is for untargeted goals", loss.name())));
+    }
+    let rows = logits.detach().to_dtype(DType::F64)?.to_vec2::<f64>()?;
+    let order: Vec<Vec<u32>> = rows
+        .iter()
+        .map(|r| {
+            let mut idx: Vec<u32> = (0..k as u32).collect();
+            // Decreasing; ties keep the lower index first.
+            idx.sort_by(|&a, &b| r[b as usize].total_cmp(&r[a as usize]));
+            idx
+        })
+        .collect();
+    let pick = |cols: Vec<u32>| -> Result<Tensor> {
+        let idx = Tensor::from_vec(cols, (n, 1), logits.device())?;
+        Ok(logits.gather(&idx, 1)?.squeeze(1)?)
+    };
+    let rank = |r: usize| pick(order.iter().map(|o| o[r]).collect());
+    let y = &goal.classes;
+    let z_y = pick(y.clone())?;
+    let value = if loss == Loss::Dlr {
+        let other = pick(order.iter().zip(y).map(|(o, &c)| if o[0] == c { o[1] } else { o[0] }).collect())?;
+        let denom = ((rank(0)? - rank(2)?)? + 1e-12)?;
+        ((z_y - other)? / denom)?.neg()?
+    } else {
+        let Some(t) = &goal.guide else {
+            return Err(ModelError::Invalid("the dlr-targeted loss needs a guide class per sample".into()));
+        };
+        let z_t = pick(t.clone())?;
+        let denom = ((rank(0)? - ((rank(2)? + rank(3)?)? * 0.5)?)? + 1e-12)?;
+        ((z_y - z_t)? / denom)?.neg()?
     };
     Ok(value)
 }

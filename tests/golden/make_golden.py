@@ -8,10 +8,13 @@ Writes
   tests/golden/allops_io.safetensors             inputs, labels, logits, input gradients (CE, margin),
                                                  torchattacks FGSM adversarials at eps 0.03 (f64)
   tests/golden/mnist_torchattacks.json           torchattacks robust accuracies of the shipped model
+  tests/golden/mnist_torchattacks_apgd.json      torchattacks APGD-CE / APGD-DLR / APGD-T on the first 300
+                                                 images (`python make_golden.py apgd` makes only this one)
                                                  on the shipped 1,000 MNIST test images
 """
 import gzip
 import json
+import sys
 import os
 import struct
 
@@ -170,7 +173,38 @@ def mnist_reference():
         f.write("\n")
 
 
+def apgd_reference(n=300):
+    m = MnistCnn()
+    m.load_state_dict(load_file(os.path.join(ROOT, "models/zoo/mnist-cnn.safetensors")))
+    m.eval()
+    d = os.path.join(ROOT, "datasets/data/mnist-test-1k")
+    x = torch.tensor(read_idx(os.path.join(d, "t10k-images-idx3-ubyte.gz")), dtype=torch.float32)[:n, None] / 255.0
+    y = torch.tensor(read_idx(os.path.join(d, "t10k-labels-idx1-ubyte.gz")), dtype=torch.int64)[:n]
+    with torch.no_grad():
+        correct = m(x).argmax(1) == y
+    out = {"samples": n, "clean_accuracy": correct.float().mean().item(),
+           "params": {"steps": 100, "restarts": 1, "targets": 9, "seed": 0}}
+    for name in ["apgd", "apgd-dlr", "apgd-t"]:
+        out[name] = {}
+        for eps in [0.1, 0.15]:
+            if name == "apgd-t":
+                atk = torchattacks.APGDT(m, norm="Linf", eps=eps, steps=100, n_restarts=1, n_classes=10, seed=0)
+            else:
+                loss = "ce" if name == "apgd" else "dlr"
+                atk = torchattacks.APGD(m, norm="Linf", eps=eps, steps=100, n_restarts=1, loss=loss, seed=0)
+            adv = atk(x, y)
+            with torch.no_grad():
+                out[name][str(eps)] = ((m(adv).argmax(1) == y) & correct).float().mean().item()
+    with open(os.path.join(HERE, "mnist_torchattacks_apgd.json"), "w") as f:
+        json.dump(out, f, indent=2)
+        f.write("\n")
+
+
 if __name__ == "__main__":
     torch.set_num_threads(2)
+    if sys.argv[1:] == ["apgd"]:
+        apgd_reference()
+        sys.exit(0)
     allops()
     mnist_reference()
+    apgd_reference()
