@@ -7,17 +7,20 @@ use candle_core::DType;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::attacks::{parse_number, Norm, Registry};
+use crate::checks;
 use crate::datasets::{self, ImageSet};
-use crate::eval::{self, EvalConfig};
+use crate::eval::{self, EvalConfig, TargetMode};
 use crate::models::{self, Classifier, Sequential};
 use crate::output::write_atomic;
 use crate::progress::Bar;
-use crate::report::{DatasetInfo, Meta, ModelInfo, Report, RunInfo};
+use crate::report::{DatasetInfo, Meta, ModelInfo, Report, RunInfo, Status};
 
 /// Exit status: success, or no gate was given.
 pub const EXIT_OK: i32 = 0;
 /// Exit status: usage or input error.
 pub const EXIT_USAGE: i32 = 2;
+/// Exit status: `--strict` and an integrity check failed (the numbers cannot be trusted).
+pub const EXIT_UNRELIABLE: i32 = 3;
 
 #[derive(Parser, Debug)]
 #[command(name = "gauntlet", version, about = "Adversarial-robustness testing for image classifiers")]
@@ -54,17 +57,26 @@ pub struct RunArgs {
     #[arg(long)]
     pub limit: Option<usize>,
     /// Attack as NAME or NAME:key=value,... (repeatable); default: fgsm and pgd.
-    #[arg(long = "attack", value_name = "SPEC")]
+    #[arg(long = "attack", value_name = "SPEC", conflicts_with = "preset")]
     pub attacks: Vec<String>,
+    /// A fixed attack set: `standard` (apgd → apgd-t → fmn → square, cascade, AutoAttack's protocol)
+    /// or `quick` (fgsm, pgd, apgd).
+    #[arg(long, value_enum)]
+    pub preset: Option<Preset>,
+    /// `independent`: every attack on every sample; `cascade`: each attack only on the samples the
+    /// earlier ones left robust. Default: cascade for --preset standard, else independent.
+    #[arg(long, value_enum)]
+    pub protocol: Option<Protocol>,
     /// Threat model norm.
     #[arg(long, default_value = "linf")]
     pub norm: String,
     /// Budgets, comma-separated; fractions allowed (8/255). Default: 0.05,0.1,0.2,0.3 (linf) or 0.5,1,1.5,2 (l2).
     #[arg(long)]
     pub eps: Option<String>,
-    /// Targeted attacks: every sample towards class K.
-    #[arg(long, value_name = "K", conflicts_with = "targets")]
-    pub target: Option<u32>,
+    /// Targeted attacks: class K for every sample, `random` (a random other class), `least-likely`
+    /// (lowest clean logit) or `top-K` (each of the K most likely other classes in turn).
+    #[arg(long, value_name = "MODE", conflicts_with = "targets")]
+    pub target: Option<String>,
     /// Targeted attacks: a text file with one target class per sample.
     #[arg(long, value_name = "FILE")]
     pub targets: Option<PathBuf>,
@@ -88,6 +100,37 @@ pub struct RunArgs {
     /// Worker threads (default: physical cores).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Exit with status 3 when an integrity check fails.
+    #[arg(long, conflicts_with = "no_checks")]
+    pub strict: bool,
+    /// Skip the integrity checks.
+    #[arg(long)]
+    pub no_checks: bool,
+    /// Samples the checks' extra attacks run on.
+    #[arg(long, default_value_t = 100, value_name = "N")]
+    pub check_samples: usize,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Preset {
+    Standard,
+    Quick,
+}
+
+impl Preset {
+    /// The attacks, in order, and whether they run as a cascade.
+    pub fn attacks(self) -> (&'static [&'static str], bool) {
+        match self {
+            Preset::Standard => (&["apgd", "apgd-t", "fmn", "square"], true),
+            Preset::Quick => (&["fgsm", "pgd", "apgd"], false),
+        }
+    }
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Protocol {
+    Independent,
+    Cascade,
 }
 
 #[derive(clap::Args, Debug)]
@@ -197,8 +240,15 @@ fn run(args: RunArgs) -> anyhow::Result<i32> {
     };
     let eps = eval::normalize_eps(&eps)?;
     let registry = Registry::default();
-    let specs =
-        if args.attacks.is_empty() { vec!["fgsm".to_string(), "pgd".to_string()] } else { args.attacks.clone() };
+    let (specs, cascade) = match args.preset {
+        Some(p) => {
+            let (list, cascade) = p.attacks();
+            (list.iter().map(|s| s.to_string()).collect(), cascade)
+        }
+        None if args.attacks.is_empty() => (vec!["fgsm".to_string(), "pgd".to_string()], false),
+        None => (args.attacks.clone(), false),
+    };
+    let cascade = args.protocol.map_or(cascade, |p| p == Protocol::Cascade);
     let attacks = specs.iter().map(|s| registry.create(s)).collect::<Result<Vec<_>, _>>()?;
     let (device, warning) = models::device::resolve(&args.device)?;
     if let Some(w) = warning {
@@ -213,14 +263,22 @@ fn run(args: RunArgs) -> anyhow::Result<i32> {
         data.truncate(limit);
     }
     data.validate(model.input_shape(), model.num_classes())?;
-    let targets = match (args.target, &args.targets) {
-        (Some(k), _) => Some(vec![k; data.labels.len()]),
-        (None, Some(path)) => Some(read_targets(path, data.labels.len())?),
+    let targets = match (&args.target, &args.targets) {
+        (Some(mode), _) => Some(parse_target_mode(mode, data.labels.len())?),
+        (None, Some(path)) => Some(TargetMode::Given(read_targets(path, data.labels.len())?)),
         (None, None) => None,
     };
-    let cfg = EvalConfig { attacks, norm, eps, seed: args.seed, batch_size: args.batch_size, targets };
+    let cfg = EvalConfig { attacks, norm, eps, seed: args.seed, batch_size: args.batch_size, targets, cascade };
     let bar = Bar::new(args.quiet);
     let ev = eval::evaluate(&model, &data, &cfg, &bar)?;
+    let checks = if args.no_checks {
+        Vec::new()
+    } else {
+        if !args.quiet {
+            eprintln!("running integrity checks…");
+        }
+        checks::run(&model, &data, &cfg, &ev, &registry, args.check_samples)?
+    };
     let bounds = model.bounds();
     let meta = Meta {
         model: ModelInfo {
@@ -240,7 +298,8 @@ fn run(args: RunArgs) -> anyhow::Result<i32> {
             clean_time_s: ev.clean_seconds,
         },
     };
-    let report = Report::new(&ev, meta);
+    let mut report = Report::new(&ev, meta);
+    report.checks = checks;
     if let Some(path) = &args.output {
         let text = if path.extension().is_some_and(|e| e == "txt") { report.to_table() } else { report.to_json() };
         write_atomic(path, text.as_bytes())?;
@@ -249,7 +308,35 @@ fn run(args: RunArgs) -> anyhow::Result<i32> {
         Format::Table => print!("{}", report.to_table()),
         Format::Json => print!("{}", report.to_json()),
     }
+    let failed: Vec<&str> =
+        report.checks.iter().filter(|c| c.status == Status::Fail).map(|c| c.name.as_str()).collect();
+    if !failed.is_empty() {
+        eprintln!("integrity check failed: {} (see docs/CHECKS.md)", failed.join(", "));
+        if args.strict {
+            return Ok(EXIT_UNRELIABLE);
+        }
+    }
     Ok(EXIT_OK)
+}
+
+/// `K`, `random`, `least-likely` or `top-K`.
+fn parse_target_mode(text: &str, n: usize) -> anyhow::Result<TargetMode> {
+    let t = text.trim().to_ascii_lowercase();
+    Ok(match t.as_str() {
+        "random" => TargetMode::Random,
+        "least-likely" | "ll" => TargetMode::LeastLikely,
+        _ => match t.strip_prefix("top-").or_else(|| t.strip_prefix("top")) {
+            Some(k) => TargetMode::Top(
+                k.parse().ok().filter(|&k| k > 0).with_context(|| format!("--target {text}: use top-K with K ≥ 1"))?,
+            ),
+            None => TargetMode::Given(vec![
+                t.parse::<u32>().ok().with_context(|| {
+                    format!("--target {text}: use a class index, random, least-likely or top-K")
+                })?;
+                n
+            ]),
+        },
+    })
 }
 
 fn load_model(path: Option<&Path>, device: &candle_core::Device) -> anyhow::Result<(Sequential, String)> {

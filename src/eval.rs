@@ -6,13 +6,21 @@
 //! Whatever an attack returns is re-projected onto the ε-ball and the pixel bounds in f64, checked
 //! against ‖δ‖ ≤ ε·(1 + 1e-6) and the bounds, and re-classified in a separate forward pass; only
 //! then is a sample counted broken.
+//!
+//! Two protocols: `independent` (every attack on every clean-correct sample; per-attack robust
+//! accuracy) and `cascade` (AutoAttack's: each attack only on the samples every earlier attack left
+//! robust at that ε; robust accuracy after each attack is cumulative). Minimal-norm attacks run once
+//! per sample, whatever the budgets, and count a sample broken at every ε its perturbation fits in.
+//! Targeted evaluations try each sample's targets in turn (one for given, random and least-likely
+//! targets; k for top-k) and count the sample broken when any target is reached.
 
 use std::time::Instant;
 
-use candle_core::{Device, Tensor};
-use gauntlet_attacks::{distances, Attack, AttackBatch, Cost, Norm, ThreatModel};
+use candle_core::{DType, Device, Tensor};
+use gauntlet_attacks::{distances, Attack, AttackBatch, Cost, NoiseKey, Norm, ThreatModel};
 use gauntlet_datasets::ImageSet;
-use gauntlet_models::{predictions, Classifier, Goal};
+use gauntlet_models::{predictions, Bounds, Classifier, Goal};
+use rand::Rng;
 
 use crate::{Error, Result};
 
@@ -25,8 +33,35 @@ pub struct EvalConfig {
     pub eps: Vec<f64>,
     pub seed: u64,
     pub batch_size: usize,
-    /// Target class per sample for targeted attacks; `None` for untargeted.
-    pub targets: Option<Vec<u32>>,
+    /// Targeted attacks and how their targets are chosen; `None` for untargeted.
+    pub targets: Option<TargetMode>,
+    /// AutoAttack's protocol: each attack runs only on the samples the earlier ones left robust.
+    pub cascade: bool,
+}
+
+/// How the target classes of a targeted evaluation are chosen.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TargetMode {
+    /// One given class per sample.
+    Given(Vec<u32>),
+    /// A class drawn uniformly from those other than the label, per sample, from the seed.
+    Random,
+    /// The class with the lowest clean logit.
+    LeastLikely,
+    /// Each of the k classes with the highest clean logits other than the label, in turn.
+    Top(usize),
+}
+
+impl TargetMode {
+    /// The mode's name in reports: `given`, `random`, `least-likely` or `top-K`.
+    pub fn name(&self) -> String {
+        match self {
+            TargetMode::Given(_) => "given".into(),
+            TargetMode::Random => "random".into(),
+            TargetMode::LeastLikely => "least-likely".into(),
+            TargetMode::Top(k) => format!("top-{k}"),
+        }
+    }
 }
 
 /// Receives progress events; every method has a no-op default.
@@ -50,6 +85,8 @@ pub struct Broken {
     pub l2: f64,
     /// The attack iteration that produced the adversarial example, if the attack reports it.
     pub step: Option<u32>,
+    /// The perturbation's size in the threat model's norm.
+    pub norm: f64,
 }
 
 /// Per attack × ε bookkeeping.
@@ -62,6 +99,11 @@ pub struct CellStats {
     /// Rows the attack returned that, after re-projection and re-classification, were not adversarial
     /// although the attack reported success.
     pub unconfirmed: usize,
+    /// Rows the attack returned outside the ε-ball or the bounds (beyond rounding), which the
+    /// evaluator had to project before re-classifying them.
+    pub out_of_budget: usize,
+    /// The largest ‖δ‖/ε among the rows the attack returned, before projection.
+    pub max_ratio: f64,
 }
 
 /// Per-attack results.
@@ -71,8 +113,13 @@ pub struct AttackRecord {
     pub params: String,
     /// One entry per sample.
     pub broken: Vec<Option<Broken>>,
-    /// One entry per ε.
+    /// One entry per ε. A minimal-norm attack runs once: its cost and time are in the first entry.
     pub cells: Vec<CellStats>,
+    /// Whether the attack computes gradients (false for gradient-free attacks such as Square).
+    pub gradient_based: bool,
+    /// For a minimal-norm attack, per sample: the smallest successful perturbation's size in the
+    /// threat model's norm (0 for clean-misclassified samples, `None` where none was found).
+    pub radius: Option<Vec<Option<f64>>>,
 }
 
 /// Everything the evaluation measured; reports are derived from this.
@@ -82,7 +129,10 @@ pub struct Evaluation {
     pub eps: Vec<f64>,
     pub labels: Vec<u32>,
     pub clean_pred: Vec<u32>,
-    pub targets: Option<Vec<u32>>,
+    /// Per sample, the targets tried in turn (targeted evaluations only).
+    pub targets: Option<Vec<Vec<u32>>>,
+    pub target_mode: Option<String>,
+    pub cascade: bool,
     pub attacks: Vec<AttackRecord>,
     pub clean_seconds: f64,
     pub total_seconds: f64,
@@ -97,9 +147,21 @@ impl Evaluation {
         self.clean_pred[i] == self.labels[i]
     }
 
-    /// Whether sample `i` resists attack `a` at the ε with index `k` (clean-correct and unbroken).
+    /// Whether attack `a` broke sample `i` at the ε with index `k` or a smaller one.
+    pub fn broken_by(&self, a: usize, i: usize, k: usize) -> bool {
+        self.attacks[a].broken[i].as_ref().is_some_and(|b| b.eps_index <= k)
+    }
+
+    /// Whether sample `i` counts as robust in attack `a`'s row at ε index `k`: clean-correct and
+    /// unbroken by `a` (independent protocol) or by `a` and every attack before it (cascade).
     pub fn robust(&self, a: usize, i: usize, k: usize) -> bool {
-        self.correct(i) && self.attacks[a].broken[i].as_ref().is_none_or(|b| b.eps_index > k)
+        let first = if self.cascade { 0 } else { a };
+        self.correct(i) && (first..=a).all(|b| !self.broken_by(b, i, k))
+    }
+
+    /// The first attack, in the order given, that broke sample `i` at ε index `k` or below.
+    pub fn first_breaker(&self, i: usize, k: usize) -> Option<usize> {
+        (0..self.attacks.len()).find(|&a| self.broken_by(a, i, k))
     }
 
     /// Whether sample `i` resists every attack at ε index `k`.
@@ -144,16 +206,21 @@ pub fn evaluate(
     let n = data.labels.len();
     let eps = normalize_eps(&cfg.eps)?;
     let batch = cfg.batch_size.max(1);
-    if let Some(t) = &cfg.targets {
-        if t.len() != n {
-            return Err(Error::Usage(format!("{} target labels for {n} samples", t.len())));
+    let classes = model.num_classes();
+    match &cfg.targets {
+        Some(TargetMode::Given(t)) => {
+            if t.len() != n {
+                return Err(Error::Usage(format!("{} target labels for {n} samples", t.len())));
+            }
+            if let Some(bad) = t.iter().find(|&&c| c as usize >= classes) {
+                return Err(Error::Usage(format!("target class {bad} is out of range for {classes} classes")));
+            }
         }
-        if let Some(bad) = t.iter().find(|&&c| c as usize >= model.num_classes()) {
-            return Err(Error::Usage(format!(
-                "target class {bad} is out of range for {} classes",
-                model.num_classes()
-            )));
+        Some(TargetMode::Top(k)) if *k == 0 || *k >= classes => {
+            return Err(Error::Usage(format!("top-{k} targets: k must be between 1 and {}", classes - 1)));
         }
+        Some(_) if classes < 2 => return Err(Error::Usage("targeted attacks need at least 2 classes".into())),
+        _ => {}
     }
     let device = model.device().clone();
 
@@ -161,71 +228,120 @@ pub fn evaluate(
     let clean_start = Instant::now();
     let all: Vec<usize> = (0..n).collect();
     let mut clean_pred = Vec::with_capacity(n);
-    let correct_guess = n as u64 * (1 + (cfg.attacks.len() * eps.len()) as u64);
-    progress.start(correct_guess);
+    let mut clean_logits: Vec<Vec<f32>> = Vec::new();
+    let keep_logits = matches!(cfg.targets, Some(TargetMode::LeastLikely | TargetMode::Top(_)));
+    let rounds_guess = match &cfg.targets {
+        Some(TargetMode::Top(k)) => *k,
+        _ => 1,
+    };
+    let cells_guess = cfg.attacks.iter().map(|a| if a.minimal_norm() { 1 } else { eps.len() }).sum::<usize>();
+    progress.start(n as u64 * (1 + (cells_guess * rounds_guess) as u64));
     for chunk in all.chunks(batch) {
         let x = batch_tensor(data, chunk, &device)?;
-        clean_pred.extend(predictions(&model.logits(&x)?)?);
+        let logits = model.logits(&x)?;
+        clean_pred.extend(predictions(&logits)?);
+        if keep_logits {
+            clean_logits.extend(logits.to_device(&Device::Cpu)?.to_dtype(DType::F32)?.to_vec2::<f32>()?);
+        }
         progress.advance(chunk.len() as u64, "clean");
     }
     let clean_seconds = clean_start.elapsed().as_secs_f64();
     let correct: Vec<usize> = (0..n).filter(|&i| clean_pred[i] == data.labels[i]).collect();
+    let targets = cfg.targets.as_ref().map(|m| resolve_targets(m, &data.labels, &clean_logits, classes, cfg.seed));
+    let rounds = targets.as_ref().map_or(1, |t| t.iter().map(Vec::len).max().unwrap_or(0));
     // Progress was sized for all samples; only the clean-correct ones are attacked.
-    progress.advance(((n - correct.len()) * cfg.attacks.len() * eps.len()) as u64, "clean");
+    progress.advance(((n - correct.len()) * cells_guess * rounds_guess) as u64, "clean");
 
-    let mut records = Vec::with_capacity(cfg.attacks.len());
+    let mut records: Vec<AttackRecord> = Vec::with_capacity(cfg.attacks.len());
     for (a, attack) in cfg.attacks.iter().enumerate() {
         let mut broken: Vec<Option<Broken>> = vec![None; n];
-        let mut cells = Vec::with_capacity(eps.len());
-        for (k, &e) in eps.iter().enumerate() {
-            let threat = ThreatModel::new(cfg.norm, e, model.bounds())?;
+        let mut cells = vec![CellStats::default(); eps.len()];
+        let minimal = attack.minimal_norm();
+        let mut radius: Vec<Option<f64>> = (0..n).map(|i| (!correct.contains(&i)).then_some(0.0)).collect();
+        // A minimal-norm attack runs once, with the largest budget the bounds allow.
+        let sweep: Vec<usize> = if minimal { vec![0] } else { (0..eps.len()).collect() };
+        for &k in &sweep {
+            let threat = if minimal {
+                unbounded(cfg.norm, model.bounds(), data.per_image())?
+            } else {
+                ThreatModel::new(cfg.norm, eps[k], model.bounds())?
+            };
             let cell_start = Instant::now();
             let mut cell = CellStats::default();
-            let todo: Vec<usize> = correct
-                .iter()
-                .copied()
-                .filter(|&i| broken[i].is_none())
-                .filter(|&i| cfg.targets.as_ref().is_none_or(|t| t[i] != data.labels[i]))
-                .collect();
-            progress.advance((correct.len() - todo.len()) as u64, attack.name());
-            for chunk in todo.chunks(batch) {
-                let goal = goal_for(chunk, &data.labels, cfg.targets.as_deref());
-                let x0 = batch_tensor(data, chunk, &device)?;
-                let ids: Vec<u64> = chunk.iter().map(|&i| i as u64).collect();
-                let stream = ((a as u64) << 32) | k as u64;
-                let out = attack.run(
-                    model,
-                    &AttackBatch { x0: &x0, goal: &goal, ids: &ids, seed: cfg.seed, stream },
-                    &threat,
-                )?;
-                cell.cost += out.cost;
-                cell.attacked += chunk.len();
-                let verified = verify(model, data, chunk, &goal, &out.x_adv, &threat, &device)?;
-                cell.cost.forwards += chunk.len() as u64;
-                for (j, &i) in chunk.iter().enumerate() {
-                    match &verified[j] {
-                        Some((pred, linf, l2)) => {
-                            broken[i] = Some(Broken {
-                                eps_index: k,
-                                adv_pred: *pred,
-                                linf: *linf,
-                                l2: *l2,
-                                step: out.steps[j],
-                            });
-                        }
-                        None => {
+            for r in 0..rounds {
+                let todo: Vec<usize> = correct
+                    .iter()
+                    .copied()
+                    .filter(|&i| if minimal { true } else { broken[i].is_none() })
+                    .filter(|&i| minimal || !cfg.cascade || !records.iter().any(|rec| broken_at(rec, i, k)))
+                    .filter(|&i| targets.as_ref().is_none_or(|t| t[i].get(r).is_some_and(|&c| c != data.labels[i])))
+                    .collect();
+                let expected = if r < rounds_guess { correct.len() } else { 0 };
+                progress.advance(expected.saturating_sub(todo.len()) as u64, attack.name());
+                for chunk in todo.chunks(batch) {
+                    let goal = match &targets {
+                        Some(t) => Goal::targeted(chunk.iter().map(|&i| t[i][r]).collect()),
+                        None => Goal::untargeted(chunk.iter().map(|&i| data.labels[i]).collect()),
+                    };
+                    let x0 = batch_tensor(data, chunk, &device)?;
+                    let ids: Vec<u64> = chunk.iter().map(|&i| i as u64).collect();
+                    let stream = ((a as u64) << 32) | ((r as u64) << 20) | k as u64;
+                    let out = attack.run(
+                        model,
+                        &AttackBatch { x0: &x0, goal: &goal, ids: &ids, seed: cfg.seed, stream },
+                        &threat,
+                    )?;
+                    cell.cost += out.cost;
+                    cell.attacked += chunk.len();
+                    let verified = verify(model, data, chunk, &goal, &out.x_adv, &threat, &device, &mut cell)?;
+                    cell.cost.forwards += chunk.len() as u64;
+                    for (j, &i) in chunk.iter().enumerate() {
+                        let Some((pred, linf, l2)) = verified[j] else {
                             if out.reached[j] {
                                 cell.unconfirmed += 1;
                             }
-                        }
+                            continue;
+                        };
+                        let size = match cfg.norm {
+                            Norm::Linf => linf,
+                            Norm::L2 => l2,
+                        };
+                        let at = if minimal {
+                            if radius[i].is_none_or(|r| size < r) {
+                                radius[i] = Some(size);
+                            } else {
+                                continue;
+                            }
+                            match eps.iter().position(|&e| size <= e * (1.0 + 1e-6)) {
+                                Some(at) => at,
+                                None => continue,
+                            }
+                        } else {
+                            k
+                        };
+                        broken[i] =
+                            Some(Broken { eps_index: at, adv_pred: pred, linf, l2, step: out.steps[j], norm: size });
                     }
+                    progress.advance(chunk.len() as u64, attack.name());
                 }
-                progress.advance(chunk.len() as u64, attack.name());
             }
             cell.seconds = cell_start.elapsed().as_secs_f64();
-            cells.push(cell);
+            cells[k] = cell;
         }
-        records.push(AttackRecord { name: attack.name().to_string(), params: attack.params(), broken, cells });
+        if minimal {
+            let first = cells[0].attacked;
+            for c in cells.iter_mut().skip(1) {
+                c.attacked = first;
+            }
+        }
+        records.push(AttackRecord {
+            name: attack.name().to_string(),
+            params: attack.params(),
+            broken,
+            cells,
+            gradient_based: attack.needs_gradients(),
+            radius: minimal.then_some(radius),
+        });
     }
     progress.finish();
     Ok(Evaluation {
@@ -233,22 +349,61 @@ pub fn evaluate(
         eps,
         labels: data.labels.clone(),
         clean_pred,
-        targets: cfg.targets.clone(),
+        targets,
+        target_mode: cfg.targets.as_ref().map(TargetMode::name),
+        cascade: cfg.cascade,
         attacks: records,
         clean_seconds,
         total_seconds: started.elapsed().as_secs_f64(),
     })
 }
 
-fn goal_for(chunk: &[usize], labels: &[u32], targets: Option<&[u32]>) -> Goal {
-    match targets {
-        Some(t) => Goal::targeted(chunk.iter().map(|&i| t[i]).collect()),
-        None => Goal::untargeted(chunk.iter().map(|&i| labels[i]).collect()),
-    }
+fn broken_at(rec: &AttackRecord, i: usize, k: usize) -> bool {
+    rec.broken[i].as_ref().is_some_and(|b| b.eps_index <= k)
+}
+
+/// The largest perturbation the bounds allow: L∞ hi − lo, L2 (hi − lo)·√dim.
+pub fn unbounded(norm: Norm, bounds: Bounds, per_image: usize) -> Result<ThreatModel> {
+    let range = f64::from(bounds.hi - bounds.lo);
+    let eps = match norm {
+        Norm::Linf => range,
+        Norm::L2 => range * (per_image as f64).sqrt(),
+    };
+    Ok(ThreatModel::new(norm, eps, bounds)?)
+}
+
+/// Per sample, the target classes tried in turn.
+fn resolve_targets(mode: &TargetMode, labels: &[u32], logits: &[Vec<f32>], classes: usize, seed: u64) -> Vec<Vec<u32>> {
+    let others = |i: usize| -> Vec<u32> { (0..classes as u32).filter(|&c| c != labels[i]).collect() };
+    (0..labels.len())
+        .map(|i| match mode {
+            TargetMode::Given(t) => vec![t[i]],
+            TargetMode::Random => {
+                let key = NoiseKey { seed, stream: u64::MAX, restart: 0 };
+                let o = others(i);
+                vec![o[key.rng(i as u64).random_range(0..o.len())]]
+            }
+            TargetMode::LeastLikely => {
+                let z = &logits[i];
+                let mut o = others(i);
+                // Lowest logit; ties go to the lower class index.
+                o.sort_by(|&a, &b| z[a as usize].total_cmp(&z[b as usize]));
+                vec![o[0]]
+            }
+            TargetMode::Top(k) => {
+                let z = &logits[i];
+                let mut o = others(i);
+                o.sort_by(|&a, &b| z[b as usize].total_cmp(&z[a as usize]));
+                o.truncate(*k);
+                o
+            }
+        })
+        .collect()
 }
 
 /// Re-projects, re-checks and re-classifies an attack's output. Per row: `Some((prediction, ‖δ‖∞,
 /// ‖δ‖₂))` when the row is a valid adversarial example, `None` otherwise.
+#[allow(clippy::too_many_arguments)]
 fn verify(
     model: &dyn Classifier,
     data: &ImageSet,
@@ -257,6 +412,7 @@ fn verify(
     x_adv: &Tensor,
     threat: &ThreatModel,
     device: &Device,
+    cell: &mut CellStats,
 ) -> Result<Vec<Option<(u32, f64, f64)>>> {
     let per = data.per_image();
     let expected = [chunk.len(), data.shape[0], data.shape[1], data.shape[2]];
@@ -271,6 +427,18 @@ fn verify(
     for (j, &i) in chunk.iter().enumerate() {
         let x0 = data.image(i);
         let row = &mut rows[j * per..(j + 1) * per];
+        let (linf, l2) = distances(x0, row);
+        let size = match threat.norm {
+            Norm::Linf => linf,
+            Norm::L2 => l2,
+        };
+        let (lo, hi) = (threat.bounds.lo - 1e-6, threat.bounds.hi + 1e-6);
+        let outside = row.iter().any(|v| !(lo..=hi).contains(v));
+        let ratio = if size.is_finite() { size / threat.eps } else { f64::INFINITY };
+        cell.max_ratio = cell.max_ratio.max(ratio);
+        if outside || ratio > 1.0 + 1e-5 {
+            cell.out_of_budget += 1;
+        }
         threat.project_exact(x0, row);
         within[j] = threat.admits(x0, row);
     }

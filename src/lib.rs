@@ -4,6 +4,7 @@
 //! models, attacks and datasets live in the `gauntlet-models`, `gauntlet-attacks` and
 //! `gauntlet-datasets` crates, re-exported here.
 
+pub mod checks;
 pub mod cli;
 mod error;
 pub mod eval;

@@ -23,11 +23,24 @@ pub struct Report {
     pub bounds: [f32; 2],
     /// `untargeted` or `targeted`.
     pub goal: String,
+    /// How targets were chosen (`given`, `random`, `least-likely`, `top-K`); absent if untargeted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_mode: Option<String>,
+    /// `independent` (each attack on every sample) or `cascade` (each attack on the samples the
+    /// earlier ones left robust; robust accuracy after each attack is cumulative).
+    #[serde(default = "independent")]
+    pub protocol: String,
     pub eps: Vec<f64>,
     pub clean_accuracy: f64,
     pub clean_correct: usize,
     pub results: Vec<AttackResult>,
     pub worst_case: Vec<WorstCase>,
+    /// Robustness radii found by minimal-norm attacks.
+    #[serde(default)]
+    pub minimal_norm: Vec<RadiusSummary>,
+    /// Integrity checks of the evaluation (docs/CHECKS.md).
+    #[serde(default)]
+    pub checks: Vec<Check>,
     pub definitions: Definitions,
     pub notes: Vec<String>,
     /// How the run was executed; varies between runs and machines, unlike everything above.
@@ -82,7 +95,78 @@ pub struct AttackResult {
     pub samples_per_second: f64,
     /// Attack outputs the attack reported as successful that failed the evaluator's re-check.
     pub unconfirmed: usize,
+    /// Attack outputs outside the ε-ball or the bounds, projected by the evaluator before re-classification.
+    #[serde(default)]
+    pub out_of_budget: usize,
     pub time_s: f64,
+}
+
+fn independent() -> String {
+    "independent".into()
+}
+
+/// Each sample's smallest successful perturbation, as found by one minimal-norm attack.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RadiusSummary {
+    pub attack: String,
+    pub norm: String,
+    /// Clean-correct samples the attack ran on.
+    pub samples: usize,
+    /// Of those, the samples for which it found an adversarial example.
+    pub found: usize,
+    /// Quantiles of the radius over the clean-correct samples (a sample with none found counts as
+    /// infinitely robust; a quantile that falls among those is null).
+    pub quantiles: Vec<Quantile>,
+    pub mean_found: Option<f64>,
+    /// Robust accuracy (over all samples) at budget eps implied by the radii: clean-correct
+    /// samples whose radius exceeds eps.
+    pub curve: Vec<CurvePoint>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+pub struct Quantile {
+    pub q: f64,
+    pub radius: Option<f64>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+pub struct CurvePoint {
+    pub eps: f64,
+    pub robust_accuracy: f64,
+}
+
+/// The verdict of one integrity check.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Pass,
+    Warn,
+    Fail,
+}
+
+impl Status {
+    pub fn name(self) -> &'static str {
+        match self {
+            Status::Pass => "PASS",
+            Status::Warn => "WARN",
+            Status::Fail => "FAIL",
+        }
+    }
+}
+
+/// One integrity check: its name, verdict and the numbers behind it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Check {
+    pub name: String,
+    pub status: Status,
+    pub detail: String,
+}
+
+/// How many samples an attack was the first (in the order given) to break.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct FirstBy {
+    pub attack: String,
+    pub broken: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -117,6 +201,9 @@ pub struct WorstCase {
     pub robust_accuracy: f64,
     pub robust: usize,
     pub drop_pp: f64,
+    /// Per attack, the samples it was the first to break at this eps (attacks in the order given).
+    #[serde(default)]
+    pub broken_first_by: Vec<FirstBy>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -181,6 +268,7 @@ impl Report {
                     forward_equivalents: cell.cost.forwards + 2 * cell.cost.gradients,
                     samples_per_second: if cell.seconds > 0.0 { cell.attacked as f64 / cell.seconds } else { 0.0 },
                     unconfirmed: cell.unconfirmed,
+                    out_of_budget: cell.out_of_budget,
                     time_s: cell.seconds,
                 });
             }
@@ -191,12 +279,22 @@ impl Report {
             .enumerate()
             .map(|(k, &eps)| {
                 let robust = (0..n).filter(|&i| ev.robust_all(i, k)).count();
+                let broken_first_by = ev
+                    .attacks
+                    .iter()
+                    .enumerate()
+                    .map(|(a, rec)| FirstBy {
+                        attack: rec.name.clone(),
+                        broken: (0..n).filter(|&i| ev.correct(i) && ev.first_breaker(i, k) == Some(a)).count(),
+                    })
+                    .collect();
                 WorstCase {
                     norm: ev.norm.name().into(),
                     eps,
                     robust_accuracy: frac(robust),
                     robust,
                     drop_pp: pp(frac(robust)),
+                    broken_first_by,
                 }
             })
             .collect();
@@ -207,7 +305,13 @@ impl Report {
             "worst_case counts a sample robust only if it resists every attack at that eps".to_string(),
         ];
         if ev.targets.is_some() {
-            notes.push("targeted: a sample counts as broken when it is classified as its target; samples whose label equals their target are not attacked".into());
+            notes.push("targeted: a sample counts as broken when it is classified as one of its targets (tried in turn); samples whose label equals their target are not attacked".into());
+        }
+        if ev.cascade {
+            notes.push("cascade protocol: each attack ran only on the samples every earlier attack left robust at that eps; an attack's robust_accuracy is after it and all earlier attacks".into());
+        }
+        if ev.attacks.iter().any(|a| a.radius.is_some()) {
+            notes.push("minimal-norm attacks ran once per sample; a sample counts as broken at every eps at least its smallest perturbation found".into());
         }
         let unconfirmed: usize = results.iter().map(|r| r.unconfirmed).sum();
         if unconfirmed > 0 {
@@ -223,11 +327,15 @@ impl Report {
             norm: ev.norm.name().into(),
             bounds: meta.bounds,
             goal: if ev.targets.is_some() { "targeted" } else { "untargeted" }.into(),
+            target_mode: ev.target_mode.clone(),
+            protocol: if ev.cascade { "cascade" } else { "independent" }.into(),
             eps: ev.eps.clone(),
             clean_accuracy,
             clean_correct,
             results,
             worst_case,
+            minimal_norm: radius_summaries(ev),
+            checks: Vec::new(),
             definitions: Definitions {
                 robust_accuracy: ROBUST_ACCURACY_DEFINITION.into(),
                 eps: format!("maximum {} norm of the perturbation, in pixel units", ev.norm.name()),
@@ -235,6 +343,17 @@ impl Report {
             notes,
             run: meta.run,
         }
+    }
+
+    fn attack_count(&self) -> usize {
+        let mut names: Vec<&str> = self.results.iter().map(|r| r.attack.as_str()).collect();
+        names.dedup();
+        names.len()
+    }
+
+    /// The worst status among the checks, if any ran.
+    pub fn worst_check(&self) -> Option<Status> {
+        self.checks.iter().map(|c| c.status).max()
     }
 
     pub fn to_json(&self) -> String {
@@ -324,10 +443,100 @@ impl Report {
                 fe as f64 / secs.max(1e-9)
             );
         }
+        if self.attack_count() > 1 {
+            s += "\nbroken first by (attacks in the order given):\n";
+            for w in &self.worst_case {
+                let parts: Vec<String> =
+                    w.broken_first_by.iter().map(|f| format!("{} {}", f.attack, f.broken)).collect();
+                s += &format!("  eps {}: {}\n", fmt_eps(w.eps), parts.join(", "));
+            }
+        }
+        for m in &self.minimal_norm {
+            let q: Vec<String> = m
+                .quantiles
+                .iter()
+                .map(|q| format!("q{:.0} {}", q.q * 100.0, q.radius.map_or("-".into(), |r| format!("{r:.4}"))))
+                .collect();
+            s += &format!(
+                "\n{} {} radius: found for {}/{} clean-correct samples; {}\n",
+                m.attack,
+                m.norm,
+                m.found,
+                m.samples,
+                q.join(", ")
+            );
+        }
+        if !self.checks.is_empty() {
+            s += "\nintegrity checks:\n";
+            for c in &self.checks {
+                s += &format!("  {} {}: {}\n", c.status.name(), c.name, c.detail);
+            }
+        }
         s += &format!("\nrobust = correct and unbroken / all {} samples; success = broken / clean-correct; drop in percentage points\n", self.samples);
+        if self.protocol == "cascade" {
+            s += "cascade: each attack ran on the samples the earlier ones left robust; its robust column is after it and all earlier attacks\n";
+        }
         s += &format!("time {:.1}s on {} ({} threads)\n", self.run.time_s, self.run.device, self.run.threads);
         s
     }
+}
+
+/// Quantiles and the accuracy curve of every minimal-norm attack's radii.
+fn radius_summaries(ev: &Evaluation) -> Vec<RadiusSummary> {
+    let n = ev.samples();
+    let correct: Vec<usize> = (0..n).filter(|&i| ev.correct(i)).collect();
+    ev.attacks
+        .iter()
+        .filter_map(|rec| {
+            let radius = rec.radius.as_ref()?;
+            // Sorted radii of the clean-correct samples, +∞ where none was found.
+            let mut r: Vec<f64> = correct.iter().map(|&i| radius[i].unwrap_or(f64::INFINITY)).collect();
+            r.sort_by(|a, b| a.total_cmp(b));
+            let found: Vec<f64> = r.iter().copied().filter(|v| v.is_finite()).collect();
+            let quantiles = [0.1, 0.25, 0.5, 0.75, 0.9]
+                .iter()
+                .map(|&q| Quantile { q, radius: quantile(&r, q).filter(|v| v.is_finite()) })
+                .collect();
+            let top = found.last().copied().unwrap_or(0.0).max(ev.eps.last().copied().unwrap_or(0.0));
+            let mut grid: Vec<f64> = (0..=20).map(|j| top * j as f64 / 20.0).collect();
+            grid.extend(ev.eps.iter().copied());
+            grid.sort_by(|a, b| a.total_cmp(b));
+            grid.dedup();
+            let curve = grid
+                .iter()
+                .map(|&e| CurvePoint {
+                    eps: e,
+                    robust_accuracy: if n == 0 {
+                        0.0
+                    } else {
+                        r.iter().filter(|&&v| v > e * (1.0 + 1e-6)).count() as f64 / n as f64
+                    },
+                })
+                .collect();
+            Some(RadiusSummary {
+                attack: rec.name.clone(),
+                norm: ev.norm.name().into(),
+                samples: correct.len(),
+                found: found.len(),
+                quantiles,
+                mean_found: (!found.is_empty()).then(|| found.iter().sum::<f64>() / found.len() as f64),
+                curve,
+            })
+        })
+        .collect()
+}
+
+/// The q-quantile of sorted values (linear interpolation between neighbours).
+fn quantile(sorted: &[f64], q: f64) -> Option<f64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let pos = q * (sorted.len() - 1) as f64;
+    let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
+    if sorted[hi].is_infinite() {
+        return Some(sorted[hi]);
+    }
+    Some(sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo as f64))
 }
 
 fn fmt_eps(e: f64) -> String {

@@ -3,7 +3,7 @@
 use candle_core::Device;
 use gauntlet::attacks::{Attack, AttackBatch, AttackOutput, Cost, Norm, Registry, ThreatModel};
 use gauntlet::datasets::{samples, ImageSet};
-use gauntlet::eval::{evaluate, EvalConfig, Evaluation, Silent};
+use gauntlet::eval::{evaluate, EvalConfig, Evaluation, Silent, TargetMode};
 use gauntlet::models::{zoo, Classifier};
 use gauntlet::report::{DatasetInfo, Meta, ModelInfo, Report, RunInfo};
 
@@ -22,6 +22,7 @@ fn config(attacks: &[&str], eps: &[f64], batch_size: usize) -> EvalConfig {
         seed: 7,
         batch_size,
         targets: None,
+        cascade: false,
     }
 }
 
@@ -139,6 +140,7 @@ fn attack_outputs_are_reprojected_and_rechecked() {
             seed: 0,
             batch_size: 16,
             targets: None,
+            cascade: false,
         };
         let ev = evaluate(&model, &d, &cfg, &Silent).unwrap();
         let r = report(&ev);
@@ -170,7 +172,7 @@ fn targeted_attacks_reach_their_target() {
     let model = zoo::mnist_cnn(&Device::Cpu).unwrap();
     let d = data(40);
     let mut cfg = config(&["pgd:steps=20"], &[0.2, 0.3], 40);
-    cfg.targets = Some(vec![3; 40]);
+    cfg.targets = Some(TargetMode::Given(vec![3; 40]));
     let ev = evaluate(&model, &d, &cfg, &Silent).unwrap();
     let hits: Vec<_> = ev.attacks[0].broken.iter().flatten().collect();
     assert!(hits.len() > 10, "targeted PGD at 0.3 should reach class 3 often, got {}", hits.len());

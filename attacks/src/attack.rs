@@ -77,6 +77,15 @@ pub trait Attack: Send + Sync + Debug {
         true
     }
 
+    /// A minimal-norm attack searches for each sample's smallest adversarial perturbation instead
+    /// of working within a budget. The evaluator runs it once per sample, with a threat model whose
+    /// ε is the largest perturbation the bounds allow (L∞: hi − lo; L2: (hi − lo)·√dim), and counts a
+    /// sample broken at every budget its perturbation fits in. It returns, per row, the smallest
+    /// adversarial input it found (or the clean input when it found none).
+    fn minimal_norm(&self) -> bool {
+        false
+    }
+
     fn run(&self, model: &dyn Classifier, batch: &AttackBatch<'_>, threat: &ThreatModel) -> Result<AttackOutput>;
 }
 

@@ -65,6 +65,20 @@ impl ImageSet {
         }
     }
 
+    /// The samples `idx`, in that order.
+    pub fn select(&self, idx: &[usize]) -> ImageSet {
+        let mut images = Vec::with_capacity(idx.len() * self.per_image());
+        for &i in idx {
+            images.extend_from_slice(self.image(i));
+        }
+        ImageSet {
+            source: self.source.clone(),
+            shape: self.shape,
+            images,
+            labels: idx.iter().map(|&i| self.labels[i]).collect(),
+        }
+    }
+
     pub fn per_image(&self) -> usize {
         self.shape.iter().product()
     }
