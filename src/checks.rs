@@ -13,7 +13,7 @@ use gauntlet_datasets::ImageSet;
 use gauntlet_models::{predictions, Classifier, Goal, Loss};
 
 use crate::eval::{self, batch_tensor, EvalConfig, Evaluation, Silent, TargetMode};
-use crate::report::{Check, Status};
+use crate::report::{fmt_eps, Check, Status};
 use crate::Result;
 
 /// The check names, in report order.
@@ -349,7 +349,8 @@ fn iterative_vs_single_step(ctx: &Ctx<'_>, subset: &[usize]) -> Result<Check> {
         let only = (0..n).filter(|&i| ev.broken_by(s, i, k) && its.iter().all(|&a| !ev.broken_by(a, i, k))).count();
         single_only = single_only.max(only);
         parts.push(format!(
-            "ε {e}: single-step {} vs iterative {} ({only} broken by the single step only)",
+            "ε {}: single-step {} vs iterative {} ({only} broken by the single step only)",
+            fmt_eps(e),
             pct(acc(s)),
             pct(best)
         ));
@@ -447,7 +448,7 @@ fn more_iterations(ctx: &Ctx<'_>) -> Result<Check> {
     let robust: Vec<usize> = (0..n).filter(|&i| ev.robust_all(i, k)).collect();
     let subset: Vec<usize> = robust.iter().copied().take(ctx.samples).collect();
     if subset.is_empty() {
-        return Ok(check(NAME, Status::Pass, format!("no sample is robust at ε {}", ev.eps[k])));
+        return Ok(check(NAME, Status::Pass, format!("no sample is robust at ε {}", fmt_eps(ev.eps[k]))));
     }
     let stronger = ctx.evaluate(&subset, std::slice::from_ref(spec), ev.norm, &[ev.eps[k]])?;
     let newly = (0..subset.len()).filter(|&j| stronger.broken_by(0, j, 0)).count();
@@ -455,7 +456,7 @@ fn more_iterations(ctx: &Ctx<'_>) -> Result<Check> {
     let change = newly as f64 / subset.len() as f64 * robust.len() as f64 / n.max(1) as f64;
     let detail = format!(
         "{spec} at ε {} on {} of the {} samples robust to every attack: {newly} more broken, robust accuracy {} → {} (−{:.2} pp)",
-        ev.eps[k],
+        fmt_eps(ev.eps[k]),
         subset.len(),
         robust.len(),
         pct(robust.len() as f64 / n as f64),
@@ -500,11 +501,14 @@ fn gradient_free_vs_gradient(ctx: &Ctx<'_>) -> Result<Check> {
         }
         worst = worst.max(by_free + by_noise);
         if !free.is_empty() || ks.contains(&k) {
-            let mut p = format!("ε {}:", ev.eps[k]);
+            let mut p = format!("ε {}:", fmt_eps(ev.eps[k]));
             if !free.is_empty() {
                 p += &format!(" {by_free} broken only by gradient-free attacks");
             }
             if ks.contains(&k) {
+                if !free.is_empty() {
+                    p += ",";
+                }
                 p += &format!(" {by_noise} of {tried} broken by random noise ({} draws)", rules::NOISE_DRAWS);
             }
             parts.push(p);

@@ -539,7 +539,8 @@ fn quantile(sorted: &[f64], q: f64) -> Option<f64> {
     Some(sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo as f64))
 }
 
-fn fmt_eps(e: f64) -> String {
+/// ε as written in tables: at most 4 decimals, trailing zeros dropped.
+pub fn fmt_eps(e: f64) -> String {
     let s = format!("{e:.4}");
     let s = s.trim_end_matches('0').trim_end_matches('.');
     s.to_string()

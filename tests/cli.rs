@@ -194,3 +194,81 @@ fn train_writes_a_model_that_runs() {
     // A linear model on 7×7 averages, trained on these very images, learns something.
     assert!(r["clean_accuracy"].as_f64().unwrap() > 0.6, "{}", r["clean_accuracy"]);
 }
+
+#[test]
+fn strict_exits_3_on_a_flawed_evaluation_and_still_writes_the_report() {
+    // A PGD with a step far too small is weaker than one FGSM step: the evaluation is flawed.
+    let d = tmpdir("strict");
+    let out = d.join("report.json");
+    let args = ["run", "--limit", "60", "--attack", "fgsm", "--attack", "pgd:steps=2,step=0.001", "--eps", "0.2", "-q"];
+    let mut strict = args.to_vec();
+    strict.extend(["--strict", "--output", out.to_str().unwrap()]);
+    let o = gauntlet(&strict);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(stderr(&o).contains("integrity check failed: iterative_vs_single_step"), "{}", stderr(&o));
+    let r: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    let checks = r["checks"].as_array().unwrap();
+    assert_eq!(checks.len(), 8);
+    let find = |name: &str| checks.iter().find(|c| c["name"] == name).unwrap();
+    assert_eq!(find("iterative_vs_single_step")["status"], "fail");
+    assert_eq!(find("outputs_are_logits")["status"], "pass");
+    assert!(find("iterative_vs_single_step")["detail"].as_str().unwrap().contains("56.67%"));
+    // Without --strict the same run exits 0 and says so on stderr.
+    let o = gauntlet(&args);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(stderr(&o).contains("integrity check failed"));
+    // A sound evaluation passes every check under --strict.
+    let o = gauntlet(&[
+        "run", "--limit", "60", "--attack", "fgsm", "--attack", "pgd", "--eps", "0.1,0.2", "-q", "--strict",
+        "--format", "json",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(r["checks"].as_array().unwrap().iter().all(|c| c["status"] == "pass"), "{}", r["checks"]);
+}
+
+#[test]
+fn presets_and_target_modes_on_the_command_line() {
+    assert_input_error(&gauntlet(&["run", "--preset", "quick", "--attack", "fgsm"]), &["--preset"]);
+    assert_input_error(&gauntlet(&["run", "--preset", "best"]), &["best"]);
+    assert_input_error(&gauntlet(&["run", "--target", "top-0"]), &["top-0"]);
+    assert_input_error(&gauntlet(&["run", "--target", "likely"]), &["likely", "least-likely"]);
+    assert_input_error(&gauntlet(&["run", "--target", "top-10", "--limit", "5"]), &["top-10", "9"]);
+    let o = gauntlet(&[
+        "run",
+        "--preset",
+        "quick",
+        "--limit",
+        "30",
+        "--eps",
+        "0.1",
+        "-q",
+        "--no-checks",
+        "--format",
+        "json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let names: Vec<&str> = r["results"].as_array().unwrap().iter().map(|x| x["attack"].as_str().unwrap()).collect();
+    assert_eq!(names, ["fgsm", "pgd", "apgd"]);
+    assert_eq!(r["protocol"], "independent");
+    assert!(r["checks"].as_array().unwrap().is_empty());
+    let o = gauntlet(&[
+        "run",
+        "--limit",
+        "30",
+        "--eps",
+        "0.3",
+        "--attack",
+        "pgd:steps=10",
+        "--target",
+        "top-2",
+        "-q",
+        "--no-checks",
+        "--format",
+        "json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!((r["goal"].as_str(), r["target_mode"].as_str()), (Some("targeted"), Some("top-2")));
+}

@@ -227,3 +227,96 @@ fn apgd_is_at_least_as_strong_as_torchattacks() {
         }
     }
 }
+
+#[test]
+fn mi_fgsm_matches_torchattacks() {
+    // MI-FGSM has no random start: on the same weights the two implementations take the same
+    // steps, so robust accuracy must agree to a few samples (ours keeps the first success, so it
+    // can only be lower).
+    let golden: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string("tests/golden/mnist_torchattacks_mifgsm.json").unwrap()).unwrap();
+    let n = golden["samples"].as_u64().unwrap() as usize;
+    let model = zoo::mnist_cnn(&Device::Cpu).unwrap();
+    let eps = [0.1, 0.2];
+    let r = report(&evaluate(&model, &data(n), &config(&["mi-fgsm"], &eps, 500), &Silent).unwrap());
+    for (k, e) in eps.iter().enumerate() {
+        let reference = golden["mi-fgsm"][format!("{e}")].as_f64().unwrap();
+        let ours = r.results[k].robust_accuracy;
+        assert!(
+            ours <= reference + 1e-9 && ours >= reference - 0.005,
+            "eps {e}: ours {ours}, torchattacks {reference}"
+        );
+    }
+}
+
+#[test]
+fn cascade_attacks_only_the_survivors_and_names_who_broke_first() {
+    let model = zoo::mnist_cnn(&Device::Cpu).unwrap();
+    let d = data(120);
+    let eps = [0.1, 0.2];
+    let independent = evaluate(&model, &d, &config(&["fgsm", "pgd:steps=20"], &eps, 60), &Silent).unwrap();
+    let mut cfg = config(&["fgsm", "pgd:steps=20"], &eps, 60);
+    cfg.cascade = true;
+    let cascade = evaluate(&model, &d, &cfg, &Silent).unwrap();
+    // PGD in the cascade attacks exactly the samples FGSM left robust at each ε.
+    for (k, _) in eps.iter().enumerate() {
+        let survivors = (0..d.labels.len()).filter(|&i| cascade.robust(0, i, k)).count();
+        let attacked_here: usize = cascade.attacks[1].cells[k].attacked;
+        let broken_below = if k == 0 {
+            0
+        } else {
+            (0..d.labels.len()).filter(|&i| cascade.robust(0, i, k) && cascade.broken_by(1, i, k - 1)).count()
+        };
+        assert_eq!(attacked_here, survivors - broken_below);
+    }
+    let (ri, rc) = (report(&independent), report(&cascade));
+    assert_eq!(rc.protocol, "cascade");
+    for k in 0..eps.len() {
+        // Worst case per sample: the cascade reaches the same verdict as running both on everything
+        // (the PGD random starts are identical), and its last row is the worst case.
+        assert_eq!(rc.worst_case[k].robust, ri.worst_case[k].robust);
+        assert_eq!(rc.results[eps.len() + k].robust, rc.worst_case[k].robust);
+        let firsts: usize = rc.worst_case[k].broken_first_by.iter().map(|f| f.broken).sum();
+        assert_eq!(firsts, rc.clean_correct - rc.worst_case[k].robust);
+        assert_eq!(rc.worst_case[k].broken_first_by[0].attack, "fgsm");
+    }
+}
+
+#[test]
+fn target_modes_choose_the_documented_classes() {
+    let model = zoo::mnist_cnn(&Device::Cpu).unwrap();
+    let d = data(30);
+    let logits = model
+        .logits(&gauntlet::eval::batch_tensor(&d, &(0..30).collect::<Vec<_>>(), &Device::Cpu).unwrap())
+        .unwrap()
+        .to_vec2::<f32>()
+        .unwrap();
+    let run = |mode: TargetMode| {
+        let mut cfg = config(&["pgd:steps=10"], &[0.3], 30);
+        cfg.targets = Some(mode);
+        evaluate(&model, &d, &cfg, &Silent).unwrap()
+    };
+    let ll = run(TargetMode::LeastLikely);
+    let top = run(TargetMode::Top(3));
+    let random = run(TargetMode::Random);
+    for i in 0..30 {
+        let y = d.labels[i] as usize;
+        let mut order: Vec<usize> = (0..10).filter(|&c| c != y).collect();
+        order.sort_by(|&a, &b| logits[i][b].total_cmp(&logits[i][a]));
+        assert_eq!(ll.targets.as_ref().unwrap()[i], vec![*order.last().unwrap() as u32]);
+        assert_eq!(top.targets.as_ref().unwrap()[i], order[..3].iter().map(|&c| c as u32).collect::<Vec<_>>());
+        let t = &random.targets.as_ref().unwrap()[i];
+        assert!(t.len() == 1 && t[0] as usize != y);
+        // A broken sample went to one of its targets.
+        for ev in [&ll, &top, &random] {
+            if let Some(b) = &ev.attacks[0].broken[i] {
+                assert!(ev.targets.as_ref().unwrap()[i].contains(&b.adv_pred));
+            }
+        }
+    }
+    // Reaching one of three likely classes is easier than reaching the least likely one.
+    let broken = |ev: &Evaluation| ev.attacks[0].broken.iter().flatten().count();
+    assert!(broken(&top) >= broken(&ll), "top-3 {} vs least-likely {}", broken(&top), broken(&ll));
+    let randoms: std::collections::BTreeSet<u32> = random.targets.as_ref().unwrap().iter().map(|t| t[0]).collect();
+    assert!(randoms.len() >= 5, "random targets should spread over the classes: {randoms:?}");
+}

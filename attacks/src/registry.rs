@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use crate::attack::{Attack, Params};
-use crate::{Apgd, ApgdLoss, AttackError, Fgsm, Pgd, Result};
+use crate::{Apgd, ApgdLoss, AttackError, Fgsm, MiFgsm, Pgd, Result};
 
 /// Builds an attack from its parameters.
 pub type Factory = Box<dyn Fn(Params) -> Result<Box<dyn Attack>> + Send + Sync>;
@@ -25,6 +25,9 @@ impl Default for Registry {
         r.register(Fgsm::NAME, "FGSM (L∞) / FGM (L2), one step of size ε", |p| Ok(Box::new(Fgsm::from_params(p)?)));
         r.register(Pgd::NAME, "PGD with random start, first success kept per sample", |p| {
             Ok(Box::new(Pgd::from_params(p)?))
+        });
+        r.register(MiFgsm::NAME, "MI-FGSM: iterative FGSM with momentum (Dong et al. 2018)", |p| {
+            Ok(Box::new(MiFgsm::from_params(p)?))
         });
         r.register(Apgd::NAME, "APGD-CE: step-size-free PGD on cross-entropy (Croce & Hein 2020)", |p| {
             Ok(Box::new(Apgd::from_params(ApgdLoss::CrossEntropy, p)?))

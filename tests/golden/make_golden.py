@@ -8,6 +8,8 @@ Writes
   tests/golden/allops_io.safetensors             inputs, labels, logits, input gradients (CE, margin),
                                                  torchattacks FGSM adversarials at eps 0.03 (f64)
   tests/golden/mnist_torchattacks.json           torchattacks robust accuracies of the shipped model
+  tests/golden/mnist_torchattacks_mifgsm.json    torchattacks MI-FGSM on the shipped 1,000 images
+                                                 (`python make_golden.py mifgsm` makes only this one)
   tests/golden/mnist_torchattacks_apgd.json      torchattacks APGD-CE / APGD-DLR / APGD-T on the first 300
                                                  images (`python make_golden.py apgd` makes only this one)
                                                  on the shipped 1,000 MNIST test images
@@ -200,11 +202,35 @@ def apgd_reference(n=300):
         f.write("\n")
 
 
+def mifgsm_reference():
+    """torchattacks MI-FGSM (10 steps, alpha eps/10, decay 1) on the shipped 1,000 images: deterministic."""
+    m = MnistCnn()
+    m.load_state_dict(load_file(os.path.join(ROOT, "models/zoo/mnist-cnn.safetensors")))
+    m.eval()
+    d = os.path.join(ROOT, "datasets/data/mnist-test-1k")
+    x = torch.tensor(read_idx(os.path.join(d, "t10k-images-idx3-ubyte.gz")), dtype=torch.float32)[:, None] / 255.0
+    y = torch.tensor(read_idx(os.path.join(d, "t10k-labels-idx1-ubyte.gz")), dtype=torch.int64)
+    with torch.no_grad():
+        correct = m(x).argmax(1) == y
+    out = {"samples": len(y), "params": {"steps": 10, "alpha": "eps/10", "decay": 1.0}, "mi-fgsm": {}}
+    for eps in [0.1, 0.2]:
+        adv = torchattacks.MIFGSM(m, eps=eps, alpha=eps / 10, steps=10, decay=1.0)(x, y)
+        with torch.no_grad():
+            out["mi-fgsm"][str(eps)] = ((m(adv).argmax(1) == y) & correct).float().mean().item()
+    with open(os.path.join(HERE, "mnist_torchattacks_mifgsm.json"), "w") as f:
+        json.dump(out, f, indent=2)
+        f.write("\n")
+
+
 if __name__ == "__main__":
     torch.set_num_threads(2)
+    if sys.argv[1:] == ["mifgsm"]:
+        mifgsm_reference()
+        sys.exit(0)
     if sys.argv[1:] == ["apgd"]:
         apgd_reference()
         sys.exit(0)
     allops()
     mnist_reference()
     apgd_reference()
+    mifgsm_reference()
