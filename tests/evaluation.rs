@@ -299,10 +299,10 @@ fn target_modes_choose_the_documented_classes() {
     let ll = run(TargetMode::LeastLikely);
     let top = run(TargetMode::Top(3));
     let random = run(TargetMode::Random);
-    for i in 0..30 {
+    for (i, z) in logits.iter().enumerate() {
         let y = d.labels[i] as usize;
         let mut order: Vec<usize> = (0..10).filter(|&c| c != y).collect();
-        order.sort_by(|&a, &b| logits[i][b].total_cmp(&logits[i][a]));
+        order.sort_by(|&a, &b| z[b].total_cmp(&z[a]));
         assert_eq!(ll.targets.as_ref().unwrap()[i], vec![*order.last().unwrap() as u32]);
         assert_eq!(top.targets.as_ref().unwrap()[i], order[..3].iter().map(|&c| c as u32).collect::<Vec<_>>());
         let t = &random.targets.as_ref().unwrap()[i];

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use crate::attack::{Attack, Params};
-use crate::{Apgd, ApgdLoss, AttackError, Fgsm, MiFgsm, Pgd, Result};
+use crate::{Apgd, ApgdLoss, AttackError, Fgsm, Fmn, MiFgsm, Pgd, Result, Square};
 
 /// Builds an attack from its parameters.
 pub type Factory = Box<dyn Fn(Params) -> Result<Box<dyn Attack>> + Send + Sync>;
@@ -38,6 +38,16 @@ impl Default for Registry {
         r.register(Apgd::NAME_T, "APGD-T: targeted DLR towards each of the 9 most likely other classes", |p| {
             Ok(Box::new(Apgd::from_params(ApgdLoss::Targeted { targets: 9 }, p)?))
         });
+        r.register(
+            Fmn::NAME,
+            "FMN: fast minimum-norm attack (Pintor et al. 2021), each sample's smallest perturbation",
+            |p| Ok(Box::new(Fmn::from_params(p)?)),
+        );
+        r.register(
+            Square::NAME,
+            "Square: gradient-free random search (Andriushchenko et al. 2020), parameter queries",
+            |p| Ok(Box::new(Square::from_params(p)?)),
+        );
         r
     }
 }

@@ -8,11 +8,17 @@ Writes
   tests/golden/allops_io.safetensors             inputs, labels, logits, input gradients (CE, margin),
                                                  torchattacks FGSM adversarials at eps 0.03 (f64)
   tests/golden/mnist_torchattacks.json           torchattacks robust accuracies of the shipped model
-  tests/golden/mnist_torchattacks_mifgsm.json    torchattacks MI-FGSM on the shipped 1,000 images
-                                                 (`python make_golden.py mifgsm` makes only this one)
   tests/golden/mnist_torchattacks_apgd.json      torchattacks APGD-CE / APGD-DLR / APGD-T on the first 300
                                                  images (`python make_golden.py apgd` makes only this one)
                                                  on the shipped 1,000 MNIST test images
+  tests/golden/mnist_minimal_norm.json           torchattacks FAB (L∞, L2; 100 steps) per-sample
+                                                 minimal perturbation norms and their quartiles on the first 100
+                                                 images (`python make_golden.py minimal_norm` makes only this one)
+  tests/golden/mnist_torchattacks_mifgsm.json    torchattacks MI-FGSM on the shipped 1,000 images
+                                                 (`python make_golden.py mifgsm` makes only this one)
+  tests/golden/mnist_torchattacks_square.json    torchattacks Square (L∞ 0.2, 0.3; L2 3.0; 300 queries; 8 seeds,
+                                                 each run and the mean) on the first 300 images
+                                                 (`python make_golden.py square` makes only this one)
 """
 import gzip
 import json
@@ -202,6 +208,45 @@ def apgd_reference(n=300):
         f.write("\n")
 
 
+def minimal_norm_reference(n=100):
+    """Per-sample minimal perturbation norms found by torchattacks' minimal-norm FAB attack (L∞ and
+    L2, 100 steps, 1 restart) on the first n images; None where the attack failed or the image is
+    misclassified. (torchattacks' DeepFool, 50 steps, overshoot 0.02, fools only 37 of the 99 images
+    here: too weak to be a reference.)"""
+    m = MnistCnn()
+    m.load_state_dict(load_file(os.path.join(ROOT, "models/zoo/mnist-cnn.safetensors")))
+    m.eval()
+    d = os.path.join(ROOT, "datasets/data/mnist-test-1k")
+    x = torch.tensor(read_idx(os.path.join(d, "t10k-images-idx3-ubyte.gz")), dtype=torch.float32)[:n, None] / 255.0
+    y = torch.tensor(read_idx(os.path.join(d, "t10k-labels-idx1-ubyte.gz")), dtype=torch.int64)[:n]
+    with torch.no_grad():
+        correct = m(x).argmax(1) == y
+
+    def radii(adv, norm):
+        with torch.no_grad():
+            fooled = (m(adv).argmax(1) != y) & correct
+        delta = (adv - x).double().flatten(1)
+        r = delta.abs().amax(1) if norm == "Linf" else delta.norm(dim=1)
+        return [float(v) if f else None for v, f in zip(r, fooled)]
+
+    def summary(r):
+        # Quartiles over the clean-correct samples, a failure counting as an infinite radius.
+        v = np.array([np.inf if a is None else a for a, c in zip(r, correct) if c])
+        q = np.quantile(v, [0.25, 0.5, 0.75], method="lower")
+        q = [float(a) if np.isfinite(a) else None for a in q]
+        return {"found": int(np.isfinite(v).sum()), "q1": q[0], "median": q[1], "q3": q[2]}
+
+    out = {"samples": n, "clean_correct": [bool(c) for c in correct],
+           "params": {"fab": {"steps": 100, "n_restarts": 1, "seed": 0, "eps": "the full box (1 / 28)"}}}
+    for norm, eps in [("Linf", 1.0), ("L2", 28.0)]:
+        adv = torchattacks.FAB(m, norm=norm, eps=eps, steps=100, n_restarts=1, seed=0)(x, y)
+        r = radii(adv, norm)
+        out[f"fab_{norm.lower()}"] = {"radii": r, **summary(r)}
+    with open(os.path.join(HERE, "mnist_minimal_norm.json"), "w") as f:
+        json.dump(out, f, indent=1)
+        f.write("\n")
+
+
 def mifgsm_reference():
     """torchattacks MI-FGSM (10 steps, alpha eps/10, decay 1) on the shipped 1,000 images: deterministic."""
     m = MnistCnn()
@@ -222,15 +267,54 @@ def mifgsm_reference():
         f.write("\n")
 
 
+def square_reference(n=300, queries=300, seeds=range(8)):
+    """torchattacks Square (margin loss, p_init 0.8, 1 restart, `queries` iterations) on the first n
+    images, L∞ at eps 0.2 and 0.3 and L2 at eps 3.0. Square is random: every setting runs with each
+    seed; the JSON holds each robust accuracy and their mean."""
+    m = MnistCnn()
+    m.load_state_dict(load_file(os.path.join(ROOT, "models/zoo/mnist-cnn.safetensors")))
+    m.eval()
+    d = os.path.join(ROOT, "datasets/data/mnist-test-1k")
+    x = torch.tensor(read_idx(os.path.join(d, "t10k-images-idx3-ubyte.gz")), dtype=torch.float32)[:n, None] / 255.0
+    y = torch.tensor(read_idx(os.path.join(d, "t10k-labels-idx1-ubyte.gz")), dtype=torch.int64)[:n]
+    with torch.no_grad():
+        correct = m(x).argmax(1) == y
+    out = {"samples": n, "clean_accuracy": correct.float().mean().item(),
+           "params": {"n_queries": queries, "p_init": 0.8, "n_restarts": 1, "loss": "margin",
+                      "seeds": list(seeds)}}
+    for norm, eps_list in [("Linf", [0.2, 0.3]), ("L2", [3.0])]:
+        out[norm.lower()] = {}
+        for eps in eps_list:
+            accs = []
+            for seed in seeds:
+                atk = torchattacks.Square(m, norm=norm, eps=eps, n_queries=queries, n_restarts=1, p_init=0.8,
+                                          loss="margin", seed=seed)
+                adv = atk(x, y)
+                with torch.no_grad():
+                    accs.append(((m(adv).argmax(1) == y) & correct).float().mean().item())
+            out[norm.lower()][str(eps)] = {"mean": float(np.mean(accs)), "runs": accs}
+    with open(os.path.join(HERE, "mnist_torchattacks_square.json"), "w") as f:
+        json.dump(out, f, indent=2)
+        f.write("\n")
+
+
 if __name__ == "__main__":
     torch.set_num_threads(2)
+    if sys.argv[1:] == ["square"]:
+        square_reference()
+        sys.exit(0)
     if sys.argv[1:] == ["mifgsm"]:
         mifgsm_reference()
         sys.exit(0)
     if sys.argv[1:] == ["apgd"]:
         apgd_reference()
         sys.exit(0)
+    if sys.argv[1:] == ["minimal_norm"]:
+        minimal_norm_reference()
+        sys.exit(0)
     allops()
     mnist_reference()
     apgd_reference()
+    minimal_norm_reference()
     mifgsm_reference()
+    square_reference()
