@@ -14,6 +14,8 @@ Writes
   tests/golden/mnist_minimal_norm.json           torchattacks FAB (L∞, L2; 100 steps) per-sample
                                                  minimal perturbation norms and their quartiles on the first 100
                                                  images (`python make_golden.py minimal_norm` makes only this one)
+  tests/golden/mnist_torchattacks_apgd_l2.json   torchattacks APGD-CE / APGD-T in L2 on the first 300 images
+                                                 (`python make_golden.py apgd_l2` makes only this one)
   tests/golden/mnist_torchattacks_mifgsm.json    torchattacks MI-FGSM on the shipped 1,000 images
                                                  (`python make_golden.py mifgsm` makes only this one)
   tests/golden/mnist_torchattacks_square.json    torchattacks Square (L∞ 0.2, 0.3; L2 3.0; 300 queries; 8 seeds,
@@ -247,6 +249,32 @@ def minimal_norm_reference(n=100):
         f.write("\n")
 
 
+def apgd_l2_reference(n=300):
+    """torchattacks APGD-CE and APGD-T in L2 (100 steps, 1 restart) on the first n images."""
+    m = MnistCnn()
+    m.load_state_dict(load_file(os.path.join(ROOT, "models/zoo/mnist-cnn.safetensors")))
+    m.eval()
+    d = os.path.join(ROOT, "datasets/data/mnist-test-1k")
+    x = torch.tensor(read_idx(os.path.join(d, "t10k-images-idx3-ubyte.gz")), dtype=torch.float32)[:n, None] / 255.0
+    y = torch.tensor(read_idx(os.path.join(d, "t10k-labels-idx1-ubyte.gz")), dtype=torch.int64)[:n]
+    with torch.no_grad():
+        correct = m(x).argmax(1) == y
+    out = {"samples": n, "norm": "l2", "params": {"steps": 100, "restarts": 1, "targets": 9, "seed": 0}}
+    for name in ["apgd", "apgd-t"]:
+        out[name] = {}
+        for eps in [1.0, 1.5]:
+            if name == "apgd-t":
+                atk = torchattacks.APGDT(m, norm="L2", eps=eps, steps=100, n_restarts=1, n_classes=10, seed=0)
+            else:
+                atk = torchattacks.APGD(m, norm="L2", eps=eps, steps=100, n_restarts=1, loss="ce", seed=0)
+            adv = atk(x, y)
+            with torch.no_grad():
+                out[name][str(eps)] = ((m(adv).argmax(1) == y) & correct).float().mean().item()
+    with open(os.path.join(HERE, "mnist_torchattacks_apgd_l2.json"), "w") as f:
+        json.dump(out, f, indent=2)
+        f.write("\n")
+
+
 def mifgsm_reference():
     """torchattacks MI-FGSM (10 steps, alpha eps/10, decay 1) on the shipped 1,000 images: deterministic."""
     m = MnistCnn()
@@ -303,6 +331,9 @@ if __name__ == "__main__":
     if sys.argv[1:] == ["square"]:
         square_reference()
         sys.exit(0)
+    if sys.argv[1:] == ["apgd_l2"]:
+        apgd_l2_reference()
+        sys.exit(0)
     if sys.argv[1:] == ["mifgsm"]:
         mifgsm_reference()
         sys.exit(0)
@@ -317,4 +348,5 @@ if __name__ == "__main__":
     apgd_reference()
     minimal_norm_reference()
     mifgsm_reference()
+    apgd_l2_reference()
     square_reference()
