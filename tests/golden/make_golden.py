@@ -159,15 +159,22 @@ def read_idx(path):
     return np.frombuffer(data[4 + 4 * nd :], dtype=np.uint8).reshape(dims)
 
 
-def mnist_reference():
+def shipped(n=None):
+    """The shipped model, the first n shipped MNIST test images (all by default), their labels and
+    which of them the model classifies correctly."""
     m = MnistCnn()
     m.load_state_dict(load_file(os.path.join(ROOT, "models/zoo/mnist-cnn.safetensors")))
     m.eval()
     d = os.path.join(ROOT, "datasets/data/mnist-test-1k")
-    x = torch.tensor(read_idx(os.path.join(d, "t10k-images-idx3-ubyte.gz")), dtype=torch.float32)[:, None] / 255.0
-    y = torch.tensor(read_idx(os.path.join(d, "t10k-labels-idx1-ubyte.gz")), dtype=torch.int64)
+    x = torch.tensor(read_idx(os.path.join(d, "t10k-images-idx3-ubyte.gz")), dtype=torch.float32)[:n, None] / 255.0
+    y = torch.tensor(read_idx(os.path.join(d, "t10k-labels-idx1-ubyte.gz")), dtype=torch.int64)[:n]
     with torch.no_grad():
         correct = m(x).argmax(1) == y
+    return m, x, y, correct
+
+
+def mnist_reference():
+    m, x, y, correct = shipped()
     out = {"samples": len(y), "clean_accuracy": correct.float().mean().item(), "fgsm": {}, "pgd": {},
            "pgd_params": {"steps": 40, "alpha": 0.01, "random_start": True, "seed": 0}}
     for eps in [0.05, 0.1, 0.2, 0.3]:
@@ -184,14 +191,7 @@ def mnist_reference():
 
 
 def apgd_reference(n=300):
-    m = MnistCnn()
-    m.load_state_dict(load_file(os.path.join(ROOT, "models/zoo/mnist-cnn.safetensors")))
-    m.eval()
-    d = os.path.join(ROOT, "datasets/data/mnist-test-1k")
-    x = torch.tensor(read_idx(os.path.join(d, "t10k-images-idx3-ubyte.gz")), dtype=torch.float32)[:n, None] / 255.0
-    y = torch.tensor(read_idx(os.path.join(d, "t10k-labels-idx1-ubyte.gz")), dtype=torch.int64)[:n]
-    with torch.no_grad():
-        correct = m(x).argmax(1) == y
+    m, x, y, correct = shipped(n)
     out = {"samples": n, "clean_accuracy": correct.float().mean().item(),
            "params": {"steps": 100, "restarts": 1, "targets": 9, "seed": 0}}
     for name in ["apgd", "apgd-dlr", "apgd-t"]:
@@ -215,14 +215,7 @@ def minimal_norm_reference(n=100):
     L2, 100 steps, 1 restart) on the first n images; None where the attack failed or the image is
     misclassified. (torchattacks' DeepFool, 50 steps, overshoot 0.02, fools only 37 of the 99 images
     here: too weak to be a reference.)"""
-    m = MnistCnn()
-    m.load_state_dict(load_file(os.path.join(ROOT, "models/zoo/mnist-cnn.safetensors")))
-    m.eval()
-    d = os.path.join(ROOT, "datasets/data/mnist-test-1k")
-    x = torch.tensor(read_idx(os.path.join(d, "t10k-images-idx3-ubyte.gz")), dtype=torch.float32)[:n, None] / 255.0
-    y = torch.tensor(read_idx(os.path.join(d, "t10k-labels-idx1-ubyte.gz")), dtype=torch.int64)[:n]
-    with torch.no_grad():
-        correct = m(x).argmax(1) == y
+    m, x, y, correct = shipped(n)
 
     def radii(adv, norm):
         with torch.no_grad():
@@ -251,14 +244,7 @@ def minimal_norm_reference(n=100):
 
 def apgd_l2_reference(n=300):
     """torchattacks APGD-CE and APGD-T in L2 (100 steps, 1 restart) on the first n images."""
-    m = MnistCnn()
-    m.load_state_dict(load_file(os.path.join(ROOT, "models/zoo/mnist-cnn.safetensors")))
-    m.eval()
-    d = os.path.join(ROOT, "datasets/data/mnist-test-1k")
-    x = torch.tensor(read_idx(os.path.join(d, "t10k-images-idx3-ubyte.gz")), dtype=torch.float32)[:n, None] / 255.0
-    y = torch.tensor(read_idx(os.path.join(d, "t10k-labels-idx1-ubyte.gz")), dtype=torch.int64)[:n]
-    with torch.no_grad():
-        correct = m(x).argmax(1) == y
+    m, x, y, correct = shipped(n)
     out = {"samples": n, "norm": "l2", "params": {"steps": 100, "restarts": 1, "targets": 9, "seed": 0}}
     for name in ["apgd", "apgd-t"]:
         out[name] = {}
@@ -277,14 +263,7 @@ def apgd_l2_reference(n=300):
 
 def mifgsm_reference():
     """torchattacks MI-FGSM (10 steps, alpha eps/10, decay 1) on the shipped 1,000 images: deterministic."""
-    m = MnistCnn()
-    m.load_state_dict(load_file(os.path.join(ROOT, "models/zoo/mnist-cnn.safetensors")))
-    m.eval()
-    d = os.path.join(ROOT, "datasets/data/mnist-test-1k")
-    x = torch.tensor(read_idx(os.path.join(d, "t10k-images-idx3-ubyte.gz")), dtype=torch.float32)[:, None] / 255.0
-    y = torch.tensor(read_idx(os.path.join(d, "t10k-labels-idx1-ubyte.gz")), dtype=torch.int64)
-    with torch.no_grad():
-        correct = m(x).argmax(1) == y
+    m, x, y, correct = shipped()
     out = {"samples": len(y), "params": {"steps": 10, "alpha": "eps/10", "decay": 1.0}, "mi-fgsm": {}}
     for eps in [0.1, 0.2]:
         adv = torchattacks.MIFGSM(m, eps=eps, alpha=eps / 10, steps=10, decay=1.0)(x, y)
@@ -299,14 +278,7 @@ def square_reference(n=300, queries=300, seeds=range(8)):
     """torchattacks Square (margin loss, p_init 0.8, 1 restart, `queries` iterations) on the first n
     images, L∞ at eps 0.2 and 0.3 and L2 at eps 3.0. Square is random: every setting runs with each
     seed; the JSON holds each robust accuracy and their mean."""
-    m = MnistCnn()
-    m.load_state_dict(load_file(os.path.join(ROOT, "models/zoo/mnist-cnn.safetensors")))
-    m.eval()
-    d = os.path.join(ROOT, "datasets/data/mnist-test-1k")
-    x = torch.tensor(read_idx(os.path.join(d, "t10k-images-idx3-ubyte.gz")), dtype=torch.float32)[:n, None] / 255.0
-    y = torch.tensor(read_idx(os.path.join(d, "t10k-labels-idx1-ubyte.gz")), dtype=torch.int64)[:n]
-    with torch.no_grad():
-        correct = m(x).argmax(1) == y
+    m, x, y, correct = shipped(n)
     out = {"samples": n, "clean_accuracy": correct.float().mean().item(),
            "params": {"n_queries": queries, "p_init": 0.8, "n_restarts": 1, "loss": "margin",
                       "seeds": list(seeds)}}
