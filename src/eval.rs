@@ -120,6 +120,9 @@ pub struct AttackRecord {
     /// For a minimal-norm attack, per sample: the smallest successful perturbation's size in the
     /// threat model's norm (0 for clean-misclassified samples, `None` where none was found).
     pub radius: Option<Vec<Option<f64>>>,
+    /// Verified adversarial inputs kept for reports (see [`evaluate_keeping`]): sample index and
+    /// pixels, in sample order.
+    pub examples: Vec<(usize, Vec<f32>)>,
 }
 
 /// Everything the evaluation measured; reports are derived from this.
@@ -202,6 +205,18 @@ pub fn evaluate(
     cfg: &EvalConfig,
     progress: &dyn Progress,
 ) -> Result<Evaluation> {
+    evaluate_keeping(model, data, cfg, progress, 0)
+}
+
+/// Runs the whole evaluation and keeps, per attack, the verified adversarial inputs of up to `keep`
+/// broken samples (the first broken in discovery order: smallest ε first).
+pub fn evaluate_keeping(
+    model: &dyn Classifier,
+    data: &ImageSet,
+    cfg: &EvalConfig,
+    progress: &dyn Progress,
+    keep: usize,
+) -> Result<Evaluation> {
     let started = Instant::now();
     let n = data.labels.len();
     let eps = normalize_eps(&cfg.eps)?;
@@ -255,6 +270,7 @@ pub fn evaluate(
     let mut records: Vec<AttackRecord> = Vec::with_capacity(cfg.attacks.len());
     for (a, attack) in cfg.attacks.iter().enumerate() {
         let mut broken: Vec<Option<Broken>> = vec![None; n];
+        let mut examples: Vec<(usize, Vec<f32>)> = Vec::new();
         let mut cells = vec![CellStats::default(); eps.len()];
         let minimal = attack.minimal_norm();
         let mut radius: Vec<Option<f64>> = (0..n).map(|i| (!correct.contains(&i)).then_some(0.0)).collect();
@@ -293,7 +309,7 @@ pub fn evaluate(
                     )?;
                     cell.cost += out.cost;
                     cell.attacked += chunk.len();
-                    let verified = verify(model, data, chunk, &goal, &out.x_adv, &threat, &device, &mut cell)?;
+                    let (verified, rows) = verify(model, data, chunk, &goal, &out.x_adv, &threat, &device, &mut cell)?;
                     cell.cost.forwards += chunk.len() as u64;
                     for (j, &i) in chunk.iter().enumerate() {
                         let Some((pred, linf, l2)) = verified[j] else {
@@ -321,6 +337,15 @@ pub fn evaluate(
                         };
                         broken[i] =
                             Some(Broken { eps_index: at, adv_pred: pred, linf, l2, step: out.steps[j], norm: size });
+                        if keep > 0 {
+                            let per = data.per_image();
+                            let row = rows[j * per..(j + 1) * per].to_vec();
+                            if let Some(e) = examples.iter_mut().find(|e| e.0 == i) {
+                                e.1 = row;
+                            } else if examples.len() < keep {
+                                examples.push((i, row));
+                            }
+                        }
                     }
                     progress.advance(chunk.len() as u64, attack.name());
                 }
@@ -341,6 +366,10 @@ pub fn evaluate(
             cells,
             gradient_based: attack.needs_gradients(),
             radius: minimal.then_some(radius),
+            examples: {
+                examples.sort_by_key(|e| e.0);
+                examples
+            },
         });
     }
     progress.finish();
@@ -402,7 +431,7 @@ fn resolve_targets(mode: &TargetMode, labels: &[u32], logits: &[Vec<f32>], class
 }
 
 /// Re-projects, re-checks and re-classifies an attack's output. Per row: `Some((prediction, ‖δ‖∞,
-/// ‖δ‖₂))` when the row is a valid adversarial example, `None` otherwise.
+/// ‖δ‖₂))` when the row is a valid adversarial example, `None` otherwise; and the projected rows.
 #[allow(clippy::too_many_arguments)]
 fn verify(
     model: &dyn Classifier,
@@ -413,7 +442,7 @@ fn verify(
     threat: &ThreatModel,
     device: &Device,
     cell: &mut CellStats,
-) -> Result<Vec<Option<(u32, f64, f64)>>> {
+) -> Result<(Vec<Option<(u32, f64, f64)>>, Vec<f32>)> {
     let per = data.per_image();
     let expected = [chunk.len(), data.shape[0], data.shape[1], data.shape[2]];
     if x_adv.dims() != expected {
@@ -445,7 +474,7 @@ fn verify(
     let [c, h, w] = data.shape;
     let x = Tensor::from_slice(&rows, (chunk.len(), c, h, w), &Device::Cpu)?.to_device(device)?;
     let preds = predictions(&model.logits(&x)?)?;
-    Ok(chunk
+    let verdicts = chunk
         .iter()
         .enumerate()
         .map(|(j, &i)| {
@@ -455,5 +484,6 @@ fn verify(
             let (linf, l2) = distances(data.image(i), &rows[j * per..(j + 1) * per]);
             Some((preds[j], linf, l2))
         })
-        .collect())
+        .collect();
+    Ok((verdicts, rows))
 }

@@ -4,13 +4,17 @@
 //! models, attacks and datasets live in the `gauntlet-models`, `gauntlet-attacks` and
 //! `gauntlet-datasets` crates, re-exported here.
 
+pub mod adversarial;
 pub mod checks;
 pub mod cli;
 mod error;
 pub mod eval;
+pub mod gate;
 pub mod output;
 pub mod progress;
+pub mod provenance;
 pub mod report;
+pub mod samples;
 pub mod train;
 
 pub use error::{Error, Result};

@@ -4,9 +4,11 @@
 use serde::{Deserialize, Serialize};
 
 use crate::eval::Evaluation;
+use crate::gate::GateOutcome;
+use crate::provenance::Provenance;
 
 /// Bumped on any incompatible change of the JSON layout.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 pub const ROBUST_ACCURACY_DEFINITION: &str =
     "robust_accuracy = samples classified correctly and not broken by the attack at this eps (or any smaller eps), divided by all samples (AutoAttack's definition)";
@@ -45,6 +47,13 @@ pub struct Report {
     pub notes: Vec<String>,
     /// How the run was executed; varies between runs and machines, unlike everything above.
     pub run: RunInfo,
+    /// Which files, configuration and build these numbers speak for (absent in reports built by the
+    /// library without it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provenance: Option<Provenance>,
+    /// The release gate's verdict, when a gate was given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gate: Option<GateOutcome>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -342,6 +351,8 @@ impl Report {
             },
             notes,
             run: meta.run,
+            provenance: None,
+            gate: None,
         }
     }
 

@@ -15,6 +15,13 @@ pub fn open(path: &Path) -> Result<ImageSet> {
     from_bytes(&img, &lab, &images, &labels)
 }
 
+/// The images and labels files `open` reads for `path`.
+pub fn files(path: &Path) -> Result<Vec<PathBuf>> {
+    let images = if path.is_dir() { images_in_folder(path)? } else { path.to_path_buf() };
+    let labels = labels_beside(&images)?;
+    Ok(vec![images, labels])
+}
+
 /// Parses an IDX images/labels pair held in memory (uncompressed or gzip).
 pub fn from_bytes(images: &[u8], labels: &[u8], images_path: &Path, labels_path: &Path) -> Result<ImageSet> {
     let images = gunzip_if_needed(images, images_path)?;

@@ -160,6 +160,17 @@ pub fn open(path: &Path) -> Result<ImageSet> {
     }
 }
 
+/// The files [`open`] reads for `path` (an IDX images file and its labels, or the one file), so
+/// that a report can record what its numbers were measured on.
+pub fn input_files(path: &Path) -> Result<Vec<std::path::PathBuf>> {
+    let name = path.file_name().map(|n| n.to_string_lossy().to_ascii_lowercase()).unwrap_or_default();
+    if path.is_dir() || name.contains("idx") || name.contains("ubyte") {
+        idx::files(path)
+    } else {
+        Ok(vec![path.to_path_buf()])
+    }
+}
+
 /// Converts raw pixels to floats in [0, 1], transposing N×H×W×C to N×C×H×W when `channels_last`.
 pub(crate) fn to_chw(values: Vec<f32>, n: usize, dims: [usize; 3], channels_last: bool) -> (Vec<f32>, [usize; 3]) {
     if !channels_last {

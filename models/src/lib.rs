@@ -17,4 +17,4 @@ pub mod zoo;
 pub use classifier::{autograd_loss_and_grad, objective, predictions, Bounds, Classifier, Goal, Loss, LossGrad};
 pub use error::{ModelError, Result};
 pub use sequential::{Layer, Sequential};
-pub use spec::{load_model, LayerSpec, ModelSpec};
+pub use spec::{load_model, model_files, LayerSpec, ModelSpec};

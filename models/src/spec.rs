@@ -441,6 +441,16 @@ pub fn weights_from_bytes(bytes: &[u8], path: &Path) -> Result<HashMap<String, T
 }
 
 /// Opens a model file: a TOML spec naming safetensors weights. Pickled checkpoints are refused.
+/// The files [`load_model`] reads for `path`: the spec and the weights it names.
+pub fn model_files(path: &Path) -> Result<Vec<PathBuf>> {
+    let spec = ModelSpec::read(path)?;
+    let mut files = vec![path.to_path_buf()];
+    if let Some(weights) = spec.weights.as_deref() {
+        files.push(path.parent().unwrap_or(Path::new(".")).join(weights));
+    }
+    Ok(files)
+}
+
 pub fn load_model(path: &Path, dtype: DType, device: &Device) -> Result<Sequential> {
     let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
     match ext.as_str() {

@@ -1,0 +1,88 @@
+//! Per-sample records (`samples.jsonl`): one JSON object per sample with its label, clean prediction
+//! and, per attack and ε, whether it was broken and by what perturbation.
+
+use serde::{Deserialize, Serialize};
+
+use crate::eval::Evaluation;
+
+/// One sample's line of `samples.jsonl`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SampleRecord {
+    /// Position in the evaluated dataset (after --limit).
+    pub index: usize,
+    pub label: u32,
+    pub clean_pred: u32,
+    pub correct: bool,
+    /// Targets tried in turn (targeted evaluations only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub targets: Option<Vec<u32>>,
+    /// Per attack × ε, attacks in the order run and ε ascending.
+    pub results: Vec<SampleResult>,
+    /// Per ε: whether the sample resisted every attack (the worst case).
+    pub robust: Vec<bool>,
+}
+
+/// One attack at one ε on one sample.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SampleResult {
+    pub attack: String,
+    pub eps: f64,
+    /// Broken by this attack at this ε or a smaller one (the same perturbation counts at every
+    /// larger ε).
+    pub broken: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adv_pred: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub linf: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub l2: Option<f64>,
+    /// The attack iteration of the first success, where the attack reports it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<u32>,
+    /// The smallest ε at which it broke.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_eps: Option<f64>,
+}
+
+/// Every sample's record.
+pub fn records(ev: &Evaluation) -> Vec<SampleRecord> {
+    (0..ev.samples())
+        .map(|i| {
+            let mut results = Vec::with_capacity(ev.attacks.len() * ev.eps.len());
+            for (a, rec) in ev.attacks.iter().enumerate() {
+                for (k, &eps) in ev.eps.iter().enumerate() {
+                    let hit = rec.broken[i].as_ref().filter(|_| ev.broken_by(a, i, k));
+                    results.push(SampleResult {
+                        attack: rec.name.clone(),
+                        eps,
+                        broken: hit.is_some(),
+                        adv_pred: hit.map(|b| b.adv_pred),
+                        linf: hit.map(|b| b.linf),
+                        l2: hit.map(|b| b.l2),
+                        step: hit.and_then(|b| b.step),
+                        first_eps: hit.map(|b| ev.eps[b.eps_index]),
+                    });
+                }
+            }
+            SampleRecord {
+                index: i,
+                label: ev.labels[i],
+                clean_pred: ev.clean_pred[i],
+                correct: ev.correct(i),
+                targets: ev.targets.as_ref().map(|t| t[i].clone()),
+                results,
+                robust: (0..ev.eps.len()).map(|k| ev.robust_all(i, k)).collect(),
+            }
+        })
+        .collect()
+}
+
+/// The records as JSON Lines.
+pub fn to_jsonl(records: &[SampleRecord]) -> String {
+    let mut s = String::new();
+    for r in records {
+        s += &serde_json::to_string(r).expect("records serialize");
+        s.push('\n');
+    }
+    s
+}
