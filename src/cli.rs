@@ -1,22 +1,21 @@
-//! The command line: `gauntlet run`, `gauntlet train`, `gauntlet attacks`.
+//! The command line: `gauntlet run`, `bench`, `verify`, `diff`, `train`, `attacks`.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
-use candle_core::DType;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::attacks::{parse_number, Norm, Registry};
-use crate::checks;
-use crate::datasets::{self, ImageSet};
-use crate::eval::{self, EvalConfig, TargetMode};
-use crate::models::{self, Classifier, Sequential};
+use crate::eval;
+use crate::gate::Gate;
 use crate::output::write_atomic;
-use crate::progress::Bar;
-use crate::report::{DatasetInfo, Meta, ModelInfo, Report, RunInfo, Status};
+use crate::pipeline::{self, Settings};
+use crate::report::{Report, Status};
 
 /// Exit status: success, or no gate was given.
 pub const EXIT_OK: i32 = 0;
+/// Exit status: a gate rule failed.
+pub const EXIT_GATE: i32 = 1;
 /// Exit status: usage or input error.
 pub const EXIT_USAGE: i32 = 2;
 /// Exit status: `--strict` and an integrity check failed (the numbers cannot be trusted).
@@ -37,6 +36,48 @@ pub enum Command {
     Train(TrainArgs),
     /// List the available attacks.
     Attacks,
+    /// Evaluate several models on the same data and rank them (leaderboard in Markdown and HTML).
+    Bench(BenchArgs),
+    /// Check that a report speaks for these model and dataset files (SHA-256); exit 1 if not.
+    Verify(VerifyArgs),
+    /// What changed between two reports: accuracies, checks, gate rules, provenance.
+    Diff(DiffArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct BenchArgs {
+    /// Model specs (.toml), or `builtin:mnist-cnn` for the shipped model.
+    #[arg(required = true, value_name = "MODEL")]
+    pub models: Vec<PathBuf>,
+    #[command(flatten)]
+    pub eval: EvalOpts,
+    /// Where to write the leaderboard (leaderboard.md, leaderboard.html, leaderboard.json) and one
+    /// report folder per model.
+    #[arg(long, value_name = "DIR")]
+    pub report_dir: PathBuf,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct VerifyArgs {
+    /// A report.json written by `gauntlet run`.
+    pub report: PathBuf,
+    /// The model spec (.toml) to check; default: the shipped model.
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// The dataset to check; default: the shipped data.
+    #[arg(long)]
+    pub dataset: Option<PathBuf>,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct DiffArgs {
+    /// The earlier report.json.
+    pub old: PathBuf,
+    /// The later report.json.
+    pub new: PathBuf,
+    /// Judge both reports by this gate (OLD as NEW's baseline) and compare rule by rule.
+    #[arg(long, value_name = "FILE")]
+    pub gate: Option<PathBuf>,
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
@@ -50,6 +91,36 @@ pub struct RunArgs {
     /// Model spec (.toml naming safetensors weights); default: the shipped MNIST CNN.
     #[arg(long)]
     pub model: Option<PathBuf>,
+    #[command(flatten)]
+    pub eval: EvalOpts,
+    /// What to print on stdout.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+    /// Also write the report to FILE: JSON, or the table if FILE ends in .txt.
+    #[arg(long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Write every output into DIR under fixed names: report.json, samples.jsonl, summary.md,
+    /// junit.xml, report.html (and adversarial/ with --save-adversarial).
+    #[arg(long, value_name = "DIR")]
+    pub report_dir: Option<PathBuf>,
+    /// Save up to N adversarial examples per attack: PNGs (clean, adversarial, difference) and an
+    /// NPZ, under DIR/adversarial (needs --report-dir).
+    #[arg(long, value_name = "N", requires = "report_dir")]
+    pub save_adversarial: Option<usize>,
+    /// Release gate: a TOML file of rules (docs/GATE.md); exit 1 when a rule fails.
+    #[arg(long, value_name = "FILE")]
+    pub gate: Option<PathBuf>,
+    /// An earlier report.json for the gate's regression rules.
+    #[arg(long, value_name = "REPORT", requires = "gate")]
+    pub baseline: Option<PathBuf>,
+    /// Exit 0 even when a gate rule or (with --strict) an integrity check fails; input errors still exit 2.
+    #[arg(long)]
+    pub exit_zero: bool,
+}
+
+/// Settings shared by `run` and `bench`.
+#[derive(clap::Args, Debug)]
+pub struct EvalOpts {
     /// Labelled data: IDX (file or folder), .npz, .npy or .safetensors; default: 1,000 shipped MNIST test images.
     #[arg(long)]
     pub dataset: Option<PathBuf>,
@@ -85,12 +156,6 @@ pub struct RunArgs {
     pub seed: u64,
     #[arg(long, default_value_t = 256)]
     pub batch_size: usize,
-    /// What to print on stdout.
-    #[arg(long, value_enum, default_value_t = Format::Table)]
-    pub format: Format,
-    /// Also write the report to FILE: JSON, or the table if FILE ends in .txt.
-    #[arg(long, value_name = "FILE")]
-    pub output: Option<PathBuf>,
     /// No progress bar.
     #[arg(long, short)]
     pub quiet: bool,
@@ -202,6 +267,9 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             }
             Ok(EXIT_OK)
         }
+        Command::Bench(args) => crate::bench::bench(&args),
+        Command::Verify(args) => crate::compare::verify(&args),
+        Command::Diff(args) => crate::compare::diff(&args),
     }
 }
 
@@ -225,146 +293,145 @@ pub fn parse_eps_list(text: &str) -> anyhow::Result<Vec<f64>> {
         .collect()
 }
 
-fn run(args: RunArgs) -> anyhow::Result<i32> {
-    set_threads(args.threads)?;
-    if args.batch_size == 0 {
-        bail!("--batch-size must be at least 1");
+impl EvalOpts {
+    /// Resolves the options into settings (model and adversarial-example count set by the caller).
+    pub fn settings(&self, model: Option<PathBuf>, keep: usize) -> anyhow::Result<Settings> {
+        set_threads(self.threads)?;
+        if self.batch_size == 0 {
+            bail!("--batch-size must be at least 1");
+        }
+        let norm: Norm = self.norm.parse()?;
+        let eps = match &self.eps {
+            Some(text) => parse_eps_list(text)?,
+            None => match norm {
+                Norm::Linf => vec![0.05, 0.1, 0.2, 0.3],
+                Norm::L2 => vec![0.5, 1.0, 1.5, 2.0],
+            },
+        };
+        let eps = eval::normalize_eps(&eps)?;
+        let (specs, cascade) = match self.preset {
+            Some(p) => {
+                let (list, cascade) = p.attacks();
+                (list.iter().map(|s| s.to_string()).collect(), cascade)
+            }
+            None if self.attacks.is_empty() => (vec!["fgsm".to_string(), "pgd".to_string()], false),
+            None => (self.attacks.clone(), false),
+        };
+        // Fail on a bad attack spec before anything is loaded.
+        let registry = Registry::default();
+        for spec in &specs {
+            registry.create(spec)?;
+        }
+        Ok(Settings {
+            model: model.filter(|m| !pipeline::is_builtin_model(m)),
+            dataset: self.dataset.clone(),
+            limit: self.limit,
+            attacks: specs,
+            cascade: self.protocol.map_or(cascade, |p| p == Protocol::Cascade),
+            norm,
+            eps,
+            target: self.target.clone(),
+            targets_file: self.targets.clone(),
+            seed: self.seed,
+            batch_size: self.batch_size,
+            device: self.device.clone(),
+            checks: !self.no_checks,
+            check_samples: self.check_samples,
+            quiet: self.quiet,
+            keep,
+        })
     }
-    let norm: Norm = args.norm.parse()?;
-    let eps = match &args.eps {
-        Some(text) => parse_eps_list(text)?,
-        None => match norm {
-            Norm::Linf => vec![0.05, 0.1, 0.2, 0.3],
-            Norm::L2 => vec![0.5, 1.0, 1.5, 2.0],
-        },
-    };
-    let eps = eval::normalize_eps(&eps)?;
+}
+
+/// The attack names a run will report (as `Attack::name` gives them).
+fn attack_names(specs: &[String]) -> anyhow::Result<Vec<String>> {
     let registry = Registry::default();
-    let (specs, cascade) = match args.preset {
-        Some(p) => {
-            let (list, cascade) = p.attacks();
-            (list.iter().map(|s| s.to_string()).collect(), cascade)
+    specs.iter().map(|s| Ok(registry.create(s)?.name().to_string())).collect()
+}
+
+/// Reads a report.json; errors name the file.
+pub fn read_report(path: &Path) -> anyhow::Result<Report> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("{}: cannot read the report", path.display()))?;
+    serde_json::from_str(&text)
+        .with_context(|| format!("{}: not a gauntlet report.json (schema version 1 or 2)", path.display()))
+}
+
+fn run(args: RunArgs) -> anyhow::Result<i32> {
+    // Examples are kept for the HTML report even without --save-adversarial.
+    let keep = args.save_adversarial.unwrap_or(if args.report_dir.is_some() { 8 } else { 0 });
+    let settings = args.eval.settings(args.model.clone(), keep)?;
+    // Everything that can fail on bad input fails before the evaluation starts.
+    let gate = match &args.gate {
+        Some(path) => {
+            let g = Gate::read(path)?;
+            g.check_against(
+                &attack_names(&settings.attacks)?,
+                settings.norm.name(),
+                &settings.eps,
+                args.baseline.is_some(),
+            )?;
+            Some(g)
         }
-        None if args.attacks.is_empty() => (vec!["fgsm".to_string(), "pgd".to_string()], false),
-        None => (args.attacks.clone(), false),
+        None => None,
     };
-    let cascade = args.protocol.map_or(cascade, |p| p == Protocol::Cascade);
-    let attacks = specs.iter().map(|s| registry.create(s)).collect::<Result<Vec<_>, _>>()?;
-    let (device, warning) = models::device::resolve(&args.device)?;
-    if let Some(w) = warning {
-        eprintln!("warning: {w}");
+    let baseline = args.baseline.as_deref().map(read_report).transpose()?;
+    if let Some(dir) = &args.report_dir {
+        if dir.exists() && !dir.is_dir() {
+            bail!("--report-dir {}: exists and is not a folder", dir.display());
+        }
     }
-    let (model, model_source) = load_model(args.model.as_deref(), &device)?;
-    let mut data = load_dataset(args.dataset.as_deref(), args.model.is_some())?;
-    if let Some(limit) = args.limit {
-        if limit == 0 {
-            bail!("--limit must be at least 1");
+    let mut out = pipeline::evaluate(&settings)?;
+    if let (Some(g), Some(path)) = (&gate, &args.gate) {
+        if let (Some(b), Some(bp)) = (&baseline, &args.baseline) {
+            if b.provenance.as_ref().map(|p| &p.dataset_files)
+                != out.report.provenance.as_ref().map(|p| &p.dataset_files)
+                || b.samples != out.report.samples
+            {
+                eprintln!(
+                    "warning: the baseline {} was measured on other data; regression rules compare unlike numbers",
+                    bp.display()
+                );
+            }
         }
-        data.truncate(limit);
+        let base = baseline.as_ref().zip(args.baseline.as_ref()).map(|(b, p)| (p.to_str().unwrap_or("baseline"), b));
+        out.report.gate = Some(g.evaluate(&path.display().to_string(), &out.report, base));
     }
-    data.validate(model.input_shape(), model.num_classes())?;
-    let targets = match (&args.target, &args.targets) {
-        (Some(mode), _) => Some(parse_target_mode(mode, data.labels.len())?),
-        (None, Some(path)) => Some(TargetMode::Given(read_targets(path, data.labels.len())?)),
-        (None, None) => None,
-    };
-    let cfg = EvalConfig { attacks, norm, eps, seed: args.seed, batch_size: args.batch_size, targets, cascade };
-    let bar = Bar::new(args.quiet);
-    let ev = eval::evaluate(&model, &data, &cfg, &bar)?;
-    let checks = if args.no_checks {
-        Vec::new()
-    } else {
-        if !args.quiet {
-            eprintln!("running integrity checks…");
-        }
-        checks::run(&model, &data, &cfg, &ev, &registry, args.check_samples)?
-    };
-    let bounds = model.bounds();
-    let meta = Meta {
-        model: ModelInfo {
-            source: model_source,
-            input: model.input_shape(),
-            classes: model.num_classes(),
-            parameters: model.parameter_count(),
-        },
-        dataset: DatasetInfo { source: data.source.clone(), samples: data.labels.len() },
-        seed: args.seed,
-        bounds: [bounds.lo, bounds.hi],
-        run: RunInfo {
-            device: format!("{device:?}").to_lowercase(),
-            threads: candle_core::utils::get_num_threads(),
-            batch_size: args.batch_size,
-            time_s: ev.total_seconds,
-            clean_time_s: ev.clean_seconds,
-        },
-    };
-    let mut report = Report::new(&ev, meta);
-    report.checks = checks;
+    let report = &out.report;
     if let Some(path) = &args.output {
         let text = if path.extension().is_some_and(|e| e == "txt") { report.to_table() } else { report.to_json() };
         write_atomic(path, text.as_bytes())?;
+    }
+    if let Some(dir) = &args.report_dir {
+        pipeline::write_report_dir(dir, &out, args.save_adversarial.is_some())?;
     }
     match args.format {
         Format::Table => print!("{}", report.to_table()),
         Format::Json => print!("{}", report.to_json()),
     }
+    let mut code = EXIT_OK;
+    if let Some(g) = &report.gate {
+        for v in &g.rules {
+            eprintln!("{} {}: {}", if v.passed { "PASS" } else { "FAIL" }, v.name, v.message);
+        }
+        let failed = g.rules.iter().filter(|v| !v.passed).count();
+        if failed == 0 {
+            eprintln!("gate passed: {} rule(s)", g.rules.len());
+        } else {
+            eprintln!("gate FAILED: {failed} of {} rule(s)", g.rules.len());
+            code = EXIT_GATE;
+        }
+    }
     let failed: Vec<&str> =
         report.checks.iter().filter(|c| c.status == Status::Fail).map(|c| c.name.as_str()).collect();
     if !failed.is_empty() {
         eprintln!("integrity check failed: {} (see docs/CHECKS.md)", failed.join(", "));
-        if args.strict {
-            return Ok(EXIT_UNRELIABLE);
+        if args.eval.strict {
+            code = EXIT_UNRELIABLE;
         }
     }
-    Ok(EXIT_OK)
-}
-
-/// `K`, `random`, `least-likely` or `top-K`.
-fn parse_target_mode(text: &str, n: usize) -> anyhow::Result<TargetMode> {
-    let t = text.trim().to_ascii_lowercase();
-    Ok(match t.as_str() {
-        "random" => TargetMode::Random,
-        "least-likely" | "ll" => TargetMode::LeastLikely,
-        _ => match t.strip_prefix("top-").or_else(|| t.strip_prefix("top")) {
-            Some(k) => TargetMode::Top(
-                k.parse().ok().filter(|&k| k > 0).with_context(|| format!("--target {text}: use top-K with K ≥ 1"))?,
-            ),
-            None => TargetMode::Given(vec![
-                t.parse::<u32>().ok().with_context(|| {
-                    format!("--target {text}: use a class index, random, least-likely or top-K")
-                })?;
-                n
-            ]),
-        },
-    })
-}
-
-fn load_model(path: Option<&Path>, device: &candle_core::Device) -> anyhow::Result<(Sequential, String)> {
-    Ok(match path {
-        Some(p) => (models::load_model(p, DType::F32, device)?, p.display().to_string()),
-        None => (models::zoo::mnist_cnn(device)?, models::zoo::MNIST_CNN.to_string()),
-    })
-}
-
-fn load_dataset(path: Option<&Path>, custom_model: bool) -> anyhow::Result<ImageSet> {
-    match path {
-        Some(p) => Ok(datasets::open(p)?),
-        None if custom_model => {
-            bail!("--dataset is required with --model (the shipped data fits only the shipped model)")
-        }
-        None => Ok(datasets::samples::mnist_test_1k()?),
+    if code != EXIT_OK && args.exit_zero {
+        eprintln!("--exit-zero: exiting 0 instead of {code}");
+        code = EXIT_OK;
     }
-}
-
-fn read_targets(path: &Path, n: usize) -> anyhow::Result<Vec<u32>> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("{}: cannot read the targets file", path.display()))?;
-    let targets = text
-        .split_whitespace()
-        .map(|t| t.parse::<u32>().with_context(|| format!("{}: `{t}` is not a class index", path.display())))
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    if targets.len() < n {
-        bail!("{}: {} targets for {n} samples", path.display(), targets.len());
-    }
-    Ok(targets[..n].to_vec())
+    Ok(code)
 }

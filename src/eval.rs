@@ -430,6 +430,9 @@ fn resolve_targets(mode: &TargetMode, labels: &[u32], logits: &[Vec<f32>], class
         .collect()
 }
 
+/// A re-checked row: `Some((prediction, ‖δ‖∞, ‖δ‖₂))` when adversarial.
+type Verdict = Option<(u32, f64, f64)>;
+
 /// Re-projects, re-checks and re-classifies an attack's output. Per row: `Some((prediction, ‖δ‖∞,
 /// ‖δ‖₂))` when the row is a valid adversarial example, `None` otherwise; and the projected rows.
 #[allow(clippy::too_many_arguments)]
@@ -442,7 +445,7 @@ fn verify(
     threat: &ThreatModel,
     device: &Device,
     cell: &mut CellStats,
-) -> Result<(Vec<Option<(u32, f64, f64)>>, Vec<f32>)> {
+) -> Result<(Vec<Verdict>, Vec<f32>)> {
     let per = data.per_image();
     let expected = [chunk.len(), data.shape[0], data.shape[1], data.shape[2]];
     if x_adv.dims() != expected {

@@ -146,7 +146,7 @@ impl Gate {
         let gate: Gate = toml::from_str(text).map_err(|e| {
             let m = e.message().to_string();
             match e.span() {
-                Some(span) => format!("line {}: {m}", text[..span.start].lines().count().max(1)),
+                Some(span) => format!("line {}: {m}", text[..span.start].matches('\n').count() + 1),
                 None => m,
             }
         })?;

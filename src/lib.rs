@@ -5,12 +5,18 @@
 //! `gauntlet-datasets` crates, re-exported here.
 
 pub mod adversarial;
+pub mod bench;
 pub mod checks;
 pub mod cli;
+pub mod compare;
 mod error;
 pub mod eval;
 pub mod gate;
+pub mod html;
+pub mod junit;
+pub mod markdown;
 pub mod output;
+pub mod pipeline;
 pub mod progress;
 pub mod provenance;
 pub mod report;

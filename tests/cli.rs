@@ -53,7 +53,7 @@ fn json_report_has_the_documented_fields() {
     let file: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
     assert_eq!(stdout["results"], file["results"]);
     let r = &file;
-    assert_eq!(r["schema_version"], 1);
+    assert_eq!(r["schema_version"], 2);
     assert_eq!(r["samples"], 40);
     assert_eq!(r["seed"], 0);
     assert!(r["clean_accuracy"].as_f64().unwrap() > 0.9);

@@ -1,0 +1,111 @@
+//! `gauntlet bench`: the same evaluation on several models, then a leaderboard ranked by worst-case
+//! robust accuracy at the largest ε (RobustBench's convention).
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::cli::{BenchArgs, EXIT_OK};
+use crate::output::write_atomic;
+use crate::pipeline::{self, is_builtin_model};
+use crate::report::Report;
+
+/// One row of `leaderboard.json`.
+#[derive(Debug, Serialize)]
+struct Entry<'a> {
+    rank: usize,
+    model: &'a str,
+    report: String,
+    clean_accuracy: f64,
+    /// Worst-case robust accuracy per ε.
+    worst_case: Vec<(f64, f64)>,
+    time_s: f64,
+}
+
+/// A short, unique name per model: the file stem (`builtin:mnist-cnn` for the shipped one).
+fn names(models: &[PathBuf]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for m in models {
+        let base = if is_builtin_model(m) {
+            "mnist-cnn".to_string()
+        } else {
+            m.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into())
+        };
+        let base: String =
+            base.chars().map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '_' }).collect();
+        let mut name = base.clone();
+        let mut k = 2;
+        while out.contains(&name) {
+            name = format!("{base}-{k}");
+            k += 1;
+        }
+        out.push(name);
+    }
+    out
+}
+
+/// The worst-case robust accuracy at the largest ε, the ranking key.
+pub fn rank_key(r: &Report) -> f64 {
+    r.worst_case.last().map_or(r.clean_accuracy, |w| w.robust_accuracy)
+}
+
+/// Sorts labelled reports best first: worst-case robust accuracy at the largest ε, then clean accuracy.
+pub fn ranked<'a>(entries: &[(String, &'a Report)]) -> Vec<(String, &'a Report)> {
+    let mut v: Vec<(String, &Report)> = entries.to_vec();
+    v.sort_by(|a, b| rank_key(b.1).total_cmp(&rank_key(a.1)).then(b.1.clean_accuracy.total_cmp(&a.1.clean_accuracy)));
+    v
+}
+
+pub fn bench(args: &BenchArgs) -> anyhow::Result<i32> {
+    let dir: &Path = &args.report_dir;
+    if dir.exists() && !dir.is_dir() {
+        anyhow::bail!("--report-dir {}: exists and is not a folder", dir.display());
+    }
+    // Resolve every model's settings first, so a bad flag or path fails before hours of work.
+    let labels = names(&args.models);
+    let mut settings = Vec::new();
+    for m in &args.models {
+        let s = args.eval.settings(Some(m.clone()), 8)?;
+        if s.model.is_some() && s.dataset.is_none() {
+            anyhow::bail!("--dataset is required with a model other than the shipped one ({})", m.display());
+        }
+        if let Some(p) = &s.model {
+            if !p.is_file() {
+                anyhow::bail!("{}: no such model file", p.display());
+            }
+        }
+        settings.push(s);
+    }
+    let mut reports = Vec::new();
+    for (s, label) in settings.iter().zip(&labels) {
+        if !s.quiet {
+            eprintln!("evaluating {label}…");
+        }
+        let out = pipeline::evaluate(s)?;
+        pipeline::write_report_dir(&dir.join(label), &out, false)?;
+        reports.push(out.report);
+    }
+    let entries: Vec<(String, &Report)> = labels.iter().cloned().zip(reports.iter()).collect();
+    let board = ranked(&entries);
+    let md = crate::markdown::leaderboard(&board);
+    write_atomic(&dir.join("leaderboard.md"), md.as_bytes())?;
+    write_atomic(&dir.join("leaderboard.html"), crate::html::leaderboard(&board).as_bytes())?;
+    let json: Vec<Entry> = board
+        .iter()
+        .enumerate()
+        .map(|(i, (label, r))| Entry {
+            rank: i + 1,
+            model: &r.model.source,
+            report: format!("{label}/{}", pipeline::names::REPORT_JSON),
+            clean_accuracy: r.clean_accuracy,
+            worst_case: r.worst_case.iter().map(|w| (w.eps, w.robust_accuracy)).collect(),
+            time_s: r.run.time_s,
+        })
+        .collect();
+    write_atomic(
+        &dir.join("leaderboard.json"),
+        (serde_json::to_string_pretty(&json).expect("entries serialize") + "\n").as_bytes(),
+    )?;
+    print!("{md}");
+    Ok(EXIT_OK)
+}
