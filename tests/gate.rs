@@ -309,3 +309,58 @@ fn strict_integrity_failure_exits_3_even_with_a_passing_gate() {
     assert_eq!(o.status.code(), Some(3), "{e}");
     assert!(e.contains("PASS clean_accuracy") && e.contains("FAIL check[all]"), "{e}");
 }
+
+#[test]
+fn saved_adversarial_examples_are_verified_inputs() {
+    use ndarray::{Array1, Array4};
+    use ndarray_npy::NpzReader;
+    let d = tmpdir("adv");
+    let dir = d.join("out");
+    let o = run(&["--no-checks", "--report-dir", dir.to_str().unwrap(), "--save-adversarial", "3"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let adv = dir.join("adversarial");
+    let mut npz = NpzReader::new(std::fs::File::open(adv.join("adversarial.npz")).unwrap()).unwrap();
+    let x_adv: Array4<f32> = npz.by_name("x_adv").unwrap();
+    let x_clean: Array4<f32> = npz.by_name("x_clean").unwrap();
+    let eps: Array1<f64> = npz.by_name("eps").unwrap();
+    let label: Array1<i64> = npz.by_name("label").unwrap();
+    let adv_pred: Array1<i64> = npz.by_name("adv_pred").unwrap();
+    let index: Array1<i64> = npz.by_name("index").unwrap();
+    let attack: Array1<i64> = npz.by_name("attack").unwrap();
+    // 3 per attack, two attacks.
+    assert_eq!(x_adv.shape(), &[6, 1, 28, 28]);
+    let attacks = std::fs::read_to_string(adv.join("attacks.txt")).unwrap();
+    assert_eq!(attacks, "fgsm\npgd\n");
+    let samples: Vec<serde_json::Value> = std::fs::read_to_string(dir.join("samples.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    for j in 0..6 {
+        let linf = x_adv
+            .index_axis(ndarray::Axis(0), j)
+            .iter()
+            .zip(x_clean.index_axis(ndarray::Axis(0), j).iter())
+            .fold(0f32, |m, (a, c)| m.max((a - c).abs()));
+        assert!(f64::from(linf) <= eps[j] * (1.0 + 1e-6), "example {j}: ‖δ‖∞ {linf} > ε {}", eps[j]);
+        assert!(x_adv.index_axis(ndarray::Axis(0), j).iter().all(|v| (0.0..=1.0).contains(v)));
+        assert_ne!(adv_pred[j], label[j]);
+        // The record in samples.jsonl agrees.
+        let s = &samples[index[j] as usize];
+        let name = if attack[j] == 0 { "fgsm" } else { "pgd" };
+        let hit = s["results"].as_array().unwrap().iter().find(|r| r["attack"] == name && r["eps"] == eps[j]).unwrap();
+        assert_eq!(hit["broken"], true);
+        assert_eq!(hit["adv_pred"], adv_pred[j]);
+        for kind in ["clean", "adv", "diff"] {
+            let png = adv.join(format!("{:05}-{name}-{kind}.png", index[j]));
+            let img = image::open(&png).unwrap();
+            assert_eq!((img.width(), img.height()), (28, 28), "{}", png.display());
+        }
+    }
+    // The clean PNG holds the clean pixels.
+    let img = image::open(adv.join(format!("{:05}-fgsm-clean.png", index[0]))).unwrap().to_luma8();
+    let c = x_clean.index_axis(ndarray::Axis(0), 0);
+    for (p, v) in img.pixels().zip(c.iter()) {
+        assert_eq!(p.0[0], (v * 255.0).round() as u8);
+    }
+}
