@@ -18,8 +18,14 @@ struct Entry<'a> {
     report: String,
     clean_accuracy: f64,
     /// Worst-case robust accuracy per ε.
-    worst_case: Vec<(f64, f64)>,
+    worst_case: Vec<Point>,
     time_s: f64,
+}
+
+#[derive(Debug, Serialize)]
+struct Point {
+    eps: f64,
+    robust_accuracy: f64,
 }
 
 /// A short, unique name per model: the file stem (`builtin:mnist-cnn` for the shipped one).
@@ -98,7 +104,7 @@ pub fn bench(args: &BenchArgs) -> anyhow::Result<i32> {
             model: &r.model.source,
             report: format!("{label}/{}", pipeline::names::REPORT_JSON),
             clean_accuracy: r.clean_accuracy,
-            worst_case: r.worst_case.iter().map(|w| (w.eps, w.robust_accuracy)).collect(),
+            worst_case: r.worst_case.iter().map(|w| Point { eps: w.eps, robust_accuracy: w.robust_accuracy }).collect(),
             time_s: r.run.time_s,
         })
         .collect();

@@ -364,3 +364,81 @@ fn saved_adversarial_examples_are_verified_inputs() {
         assert_eq!(p.0[0], (v * 255.0).round() as u8);
     }
 }
+
+#[test]
+fn bench_ranks_models_by_worst_case_robust_accuracy() {
+    let d = tmpdir("bench");
+    // A second, weaker model: a linear classifier on 7×7 averages, trained in seconds.
+    let arch = write(
+        &d,
+        "arch.toml",
+        "input = [1, 28, 28]\nclasses = 10\nlayers = [{ op = \"avgpool2d\", kernel = 4 }, { op = \"flatten\" }, \
+         { op = \"linear\", weight = \"fc\", out = 10 }]\n",
+    );
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("datasets/data/mnist-test-1k");
+    let data = data.to_str().unwrap();
+    let tiny = d.join("tiny.toml");
+    let o = gauntlet(&[
+        "train",
+        "--spec",
+        &arch,
+        "--dataset",
+        data,
+        "--out",
+        tiny.to_str().unwrap(),
+        "--epochs",
+        "2",
+        "--lr",
+        "0.01",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let dir = d.join("board");
+    let o = gauntlet(&[
+        "bench",
+        tiny.to_str().unwrap(),
+        "builtin:mnist-cnn",
+        "--dataset",
+        data,
+        "--limit",
+        "60",
+        "--attack",
+        "fgsm",
+        "--attack",
+        "pgd:steps=5",
+        "--eps",
+        "0.05,0.1",
+        "--no-checks",
+        "--quiet",
+        "--report-dir",
+        dir.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let board = json(&dir.join("leaderboard.json"));
+    let board = board.as_array().unwrap();
+    assert_eq!(board.len(), 2);
+    // The ranking follows each model's own report: worst case at the largest ε, descending.
+    let mut keys = Vec::new();
+    for (i, e) in board.iter().enumerate() {
+        assert_eq!(e["rank"], i + 1);
+        let r = json(&dir.join(e["report"].as_str().unwrap()));
+        let worst = r["worst_case"].as_array().unwrap().last().unwrap()["robust_accuracy"].as_f64().unwrap();
+        assert_eq!(e["worst_case"][1]["robust_accuracy"].as_f64().unwrap(), worst);
+        assert_eq!(e["clean_accuracy"], r["clean_accuracy"]);
+        keys.push(worst);
+    }
+    assert!(keys[0] >= keys[1], "{keys:?}");
+    for name in ["leaderboard.md", "leaderboard.html", "tiny/report.json", "mnist-cnn/report.html"] {
+        assert!(dir.join(name).is_file(), "{name} missing");
+    }
+    // The Markdown leaderboard is printed and written, best model first.
+    let md = std::fs::read_to_string(dir.join("leaderboard.md")).unwrap();
+    assert_eq!(stdout(&o), md);
+    let label = |e: &serde_json::Value| e["report"].as_str().unwrap().split('/').next().unwrap().to_string();
+    let (first, second) = (label(&board[0]), label(&board[1]));
+    let (a, b) = (md.find(&first).unwrap(), md.find(&second).unwrap());
+    assert!(a < b, "{md}");
+    // A missing model fails before any evaluation, naming the file.
+    let o = gauntlet(&["bench", "nope.toml", "--dataset", data, "--report-dir", dir.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("nope.toml"), "{}", stderr(&o));
+}
