@@ -17,6 +17,7 @@ pub mod junit;
 pub mod markdown;
 pub mod output;
 pub mod pipeline;
+pub mod plots;
 pub mod progress;
 pub mod provenance;
 pub mod report;
