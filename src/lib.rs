@@ -10,6 +10,8 @@ pub mod cli;
 mod error;
 pub mod eval;
 pub mod gate;
+pub mod junit;
+pub mod markdown;
 pub mod output;
 pub mod progress;
 pub mod provenance;
