@@ -126,6 +126,10 @@ pub struct RuleVerdict {
     pub op: Option<String>,
     #[serde(default)]
     pub threshold: Option<f64>,
+    /// The unit of `compared` and `threshold`: `fraction` (accuracies), `points` (percentage
+    /// points) or `relative` (a fraction of the clean or baseline value).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unit: Option<String>,
     /// The baseline's value, for regression rules.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub baseline: Option<f64>,
@@ -434,13 +438,14 @@ impl Rule {
                 .attack
                 .clone()
                 .or_else(|| matches!(self.metric, Metric::RobustAccuracy | Metric::Drop).then(|| "worst".to_string())),
-            norm: self.norm.clone(),
+            norm: self.norm.as_ref().map(|n| n.to_ascii_lowercase()),
             eps,
             passed: false,
             value: None,
             compared: None,
             op: None,
             threshold: None,
+            unit: None,
             baseline: None,
             message: String::new(),
         }
@@ -520,6 +525,7 @@ impl Rule {
                 v.compared = Some(compared);
                 v.op = Some(op.into());
                 v.threshold = Some(t);
+                v.unit = Some("fraction".into());
             }
         }
         v.passed = fails.is_empty();
@@ -552,6 +558,7 @@ impl Rule {
             parts.push(format!("{} max_points {t}", if pass { "≤" } else { ">" }));
             v.compared = Some(points);
             v.threshold = Some(t);
+            v.unit = Some("points".into());
         }
         if let Some(t) = self.max_relative {
             let pass = relative <= t + 1e-12;
@@ -560,6 +567,7 @@ impl Rule {
             if !pass || v.threshold.is_none() {
                 v.compared = Some(relative);
                 v.threshold = Some(t);
+                v.unit = Some("relative".into());
             }
         }
         v.op = Some("<=".into());
@@ -638,6 +646,7 @@ impl Rule {
             parts.push(format!("decrease {} max_decrease_points {t}", if pass { "≤" } else { ">" }));
             v.compared = Some(points);
             v.threshold = Some(t);
+            v.unit = Some("points".into());
         }
         if let Some(t) = self.max_decrease_relative {
             let pass = relative <= t + 1e-12;
@@ -646,6 +655,7 @@ impl Rule {
             if !pass || v.threshold.is_none() {
                 v.compared = Some(relative);
                 v.threshold = Some(t);
+                v.unit = Some("relative".into());
             }
         }
         v.passed = ok;

@@ -2,7 +2,7 @@
 //!
 //! Each gate rule becomes a test case of the suite `gauntlet.gate` and each integrity check one of
 //! `gauntlet.checks`: a failing rule or a FAIL check is a `<failure>` whose message carries the
-//! numbers; a WARN check passes with its detail in `<system-out>`. A report with neither a gate nor
+//! numbers; a WARN check passes with its detail in the suite's `<system-out>`. A report with neither a gate nor
 //! checks gives one suite with a single passing test case, `evaluation`, holding the summary.
 //! The layout follows the common JUnit schema (`tests/junit/junit.xsd`).
 
@@ -14,7 +14,7 @@ use crate::report::{fmt_eps, Check, Report, Status};
 /// Optional extras of the XML.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Options {
-    /// Written as each suite's `hostname` attribute when given.
+    /// Each suite's `hostname` attribute (default `localhost`, as Ant's schema asks when unknown).
     pub hostname: Option<String>,
 }
 
@@ -50,32 +50,33 @@ pub fn render_with(report: &Report, options: &Options) -> String {
     for s in &mut suites {
         s.properties.splice(0..0, properties(report));
     }
-    let timestamp = report.provenance.as_ref().map(|p| p.started_at.as_str()).filter(|t| !t.is_empty());
-    let count = |f: fn(&Suite) -> usize| suites.iter().map(f).sum::<usize>();
-    let (tests, failures) = (count(|s| s.cases.len()), count(Suite::failures));
-    let mut x = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
-    let _ = writeln!(
-        x,
-        "<testsuites name=\"gauntlet\" tests=\"{tests}\" failures=\"{failures}\" errors=\"0\" skipped=\"0\" time=\"{}\">",
-        seconds(report.run.time_s)
-    );
+    // Ant's schema wants a timestamp without a time zone: the time is UTC.
+    let timestamp = report
+        .provenance
+        .as_ref()
+        .map(|p| p.started_at.trim_end_matches('Z').to_string())
+        .filter(|t| !t.is_empty())
+        .unwrap_or_else(|| crate::provenance::now().trim_end_matches('Z').to_string());
+    let hostname = options.hostname.clone().unwrap_or_else(|| "localhost".into());
+    // The layout satisfies both the Ant/windyroad schema (no attributes on <testsuites>; package,
+    // id, timestamp, hostname, properties, system-out and system-err on every suite; nothing but a
+    // failure inside a test case) and Jenkins' and GitLab's readers.
+    let mut x = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites>\n");
     for (id, s) in suites.iter().enumerate() {
-        let _ = write!(
+        let _ = writeln!(
             x,
-            "  <testsuite name=\"{}\" id=\"{id}\" tests=\"{}\" failures=\"{}\" errors=\"0\" skipped=\"0\" time=\"{}\"",
+            "  <testsuite name=\"{}\" package=\"gauntlet\" id=\"{id}\" timestamp=\"{}\" hostname=\"{}\" tests=\"{}\" \
+             failures=\"{}\" errors=\"0\" skipped=\"0\" time=\"{}\">",
             attr(s.name),
+            attr(&timestamp),
+            attr(&hostname),
             s.cases.len(),
             s.failures(),
             seconds(s.time)
         );
-        if let Some(t) = timestamp {
-            let _ = write!(x, " timestamp=\"{}\"", attr(t));
-        }
-        if let Some(h) = &options.hostname {
-            let _ = write!(x, " hostname=\"{}\"", attr(h));
-        }
-        x += ">\n";
-        if !s.properties.is_empty() {
+        if s.properties.is_empty() {
+            x += "    <properties/>\n";
+        } else {
             x += "    <properties>\n";
             for (k, v) in &s.properties {
                 let _ = writeln!(x, "      <property name=\"{}\" value=\"{}\"/>", attr(k), attr(v));
@@ -90,25 +91,22 @@ pub fn render_with(report: &Report, options: &Options) -> String {
                 attr(c.classname),
                 seconds(c.time)
             );
-            if c.failure.is_none() && c.out.is_none() {
+            let Some(f) = &c.failure else {
                 x += "/>\n";
                 continue;
-            }
-            x += ">\n";
-            if let Some(f) = &c.failure {
-                let _ = writeln!(
-                    x,
-                    "      <failure message=\"{}\" type=\"{}\">{}</failure>",
-                    attr(&f.message),
-                    attr(f.kind),
-                    text(&f.body)
-                );
-            }
-            if let Some(out) = &c.out {
-                let _ = writeln!(x, "      <system-out>{}</system-out>", text(out));
-            }
-            x += "    </testcase>\n";
+            };
+            let _ = writeln!(
+                x,
+                ">\n      <failure message=\"{}\" type=\"{}\">{}</failure>\n    </testcase>",
+                attr(&f.message),
+                attr(f.kind),
+                text(&f.body)
+            );
         }
+        // What passing cases have to say goes to the suite's output, one line per case.
+        let out: Vec<String> =
+            s.cases.iter().filter_map(|c| c.out.as_ref().map(|o| format!("{}: {o}", c.name))).collect();
+        let _ = writeln!(x, "    <system-out>{}</system-out>\n    <system-err/>", text(&out.join("\n")));
         x += "  </testsuite>\n";
     }
     x += "</testsuites>\n";

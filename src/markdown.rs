@@ -225,19 +225,11 @@ fn rule_threshold(v: &RuleVerdict) -> String {
     };
     match v.metric {
         Metric::CleanAccuracy | Metric::RobustAccuracy => format!("{op}{}", pct(t)),
-        Metric::Drop | Metric::Regression => {
-            // The verdict holds either the decrease in points or the relative decrease against the
-            // threshold; tell them apart by recomputing the points.
-            let points = match v.metric {
-                Metric::Drop => v.value,
-                _ => v.value.zip(v.baseline).map(|(now, then)| (then - now) * 100.0),
-            };
-            match (v.compared, points) {
-                (Some(c), Some(p)) if (c - p).abs() <= 1e-9 => format!("{op}{t} pp"),
-                (Some(_), Some(_)) => format!("{op}{} relative", pct(t)),
-                _ => format!("{op}{t}"),
-            }
-        }
+        Metric::Drop | Metric::Regression => match v.unit.as_deref() {
+            Some("points") => format!("{op}{t} pp"),
+            Some("relative") => format!("{op}{} relative", pct(t)),
+            _ => format!("{op}{t}"),
+        },
         Metric::Check => "—".into(),
     }
 }

@@ -29,6 +29,19 @@ fn write(dir: &Path, name: &str, text: &str) -> String {
     p.to_str().unwrap().to_string()
 }
 
+/// Validates a JSON value against a schema in docs/.
+fn validate(schema: &str, v: &serde_json::Value) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs").join(schema);
+    let schema: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let id = schema["$id"].as_str().unwrap().to_string();
+    let (mut schemas, mut compiler) = (boon::Schemas::new(), boon::Compiler::new());
+    compiler.add_resource(&id, schema).unwrap();
+    let index = compiler.compile(&id, &mut schemas).unwrap();
+    if let Err(e) = schemas.validate(v, index) {
+        panic!("does not match {id}: {e:#}\n{v:#}");
+    }
+}
+
 fn json(path: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
@@ -68,6 +81,7 @@ fn a_weak_model_fails_the_gate_and_a_lenient_gate_passes() {
         assert!(dir.join(name).is_file(), "{name} missing");
     }
     let r = json(&dir.join("report.json"));
+    validate("report.schema.json", &r);
     assert_eq!(r["schema_version"], 2);
     assert_eq!(r["gate"]["passed"], false);
     let rules = r["gate"]["rules"].as_array().unwrap();
@@ -83,6 +97,9 @@ fn a_weak_model_fails_the_gate_and_a_lenient_gate_passes() {
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     assert_eq!(lines.len(), 60);
+    for l in &lines {
+        validate("samples.schema.json", l);
+    }
     let correct = lines.iter().filter(|l| l["correct"] == true).count();
     assert_eq!(correct as u64, r["clean_correct"].as_u64().unwrap());
     for l in lines.iter().filter(|l| l["correct"] == true) {
@@ -209,7 +226,9 @@ fn a_regression_against_the_baseline_is_caught_and_diff_names_it() {
     assert!(e.contains("FAIL pgd at 0.1 may not lose more than 2 points"), "{e}");
     assert!(e.contains("decrease > max_decrease_points 2"), "{e}");
     assert!(e.contains("PASS regression[clean_accuracy]"), "{e}");
+    validate("report.schema.json", &n_r);
     let rule = &n_r["gate"]["rules"][0];
+    assert_eq!(rule["unit"], "points");
     assert!((rule["compared"].as_f64().unwrap() - drop_pp).abs() < 1e-9);
     assert_eq!(rule["baseline"].as_f64().unwrap(), find(&o_r));
 
