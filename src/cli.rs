@@ -339,6 +339,7 @@ impl EvalOpts {
             check_samples: self.check_samples,
             quiet: self.quiet,
             keep,
+            model_options: Default::default(),
         })
     }
 }

@@ -12,7 +12,7 @@ use crate::attacks::{Norm, Registry};
 use crate::checks;
 use crate::datasets::{self, ImageSet};
 use crate::eval::{self, EvalConfig, TargetMode};
-use crate::models::{self, Classifier, Sequential};
+use crate::models::{self, Classifier, LoadOptions};
 use crate::output::write_atomic;
 use crate::progress::Bar;
 use crate::provenance::{self, Provenance};
@@ -41,6 +41,8 @@ pub struct Settings {
     pub quiet: bool,
     /// Adversarial examples to keep per attack (for `--save-adversarial` and the HTML report).
     pub keep: usize,
+    /// Graph input/output choice and the pixel-space preprocessing.
+    pub model_options: LoadOptions,
 }
 
 /// A finished evaluation: the report and what only the report folder holds.
@@ -88,7 +90,7 @@ pub fn evaluate(s: &Settings) -> anyhow::Result<Outcome> {
     if let Some(w) = warning {
         eprintln!("warning: {w}");
     }
-    let (model, model_source) = load_model(s.model.as_deref(), &device)?;
+    let (model, model_source) = load_model(s.model.as_deref(), &device, &s.model_options)?;
     let mut data = load_dataset(s.dataset.as_deref(), s.model.is_some())?;
     if let Some(limit) = s.limit {
         if limit == 0 {
@@ -217,10 +219,16 @@ pub fn parse_target_mode(text: &str, n: usize) -> anyhow::Result<TargetMode> {
 }
 
 /// The model at `path`, or the shipped one (`None` or `builtin:mnist-cnn`).
-pub fn load_model(path: Option<&Path>, device: &Device) -> anyhow::Result<(Sequential, String)> {
+pub fn load_model(
+    path: Option<&Path>,
+    device: &Device,
+    opts: &LoadOptions,
+) -> anyhow::Result<(Box<dyn Classifier>, String)> {
     Ok(match path {
-        Some(p) if !is_builtin_model(p) => (models::load_model(p, DType::F32, device)?, p.display().to_string()),
-        _ => (models::zoo::mnist_cnn(device)?, models::zoo::MNIST_CNN.to_string()),
+        Some(p) if !is_builtin_model(p) => {
+            (models::load_classifier(p, DType::F32, device, opts)?, p.display().to_string())
+        }
+        _ => (Box::new(models::zoo::mnist_cnn(device)?), models::zoo::MNIST_CNN.to_string()),
     })
 }
 

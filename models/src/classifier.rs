@@ -117,6 +117,11 @@ pub trait Classifier: Send + Sync {
 
     fn device(&self) -> &Device;
 
+    /// Number of trainable parameters (for reports); 0 when unknown.
+    fn parameter_count(&self) -> usize {
+        0
+    }
+
     /// Per-sample loss and d loss / d x, signed so that ascending always helps the attacker.
     fn loss_and_grad(&self, x: &Tensor, goal: &Goal, loss: Loss) -> Result<LossGrad> {
         autograd_loss_and_grad(self, x, goal, loss)

@@ -9,12 +9,15 @@ mod error;
 mod fused;
 mod kernel;
 pub mod linear;
+pub mod load;
 pub mod ops;
+pub mod preprocess;
 pub mod sequential;
 pub mod spec;
 pub mod zoo;
 
 pub use classifier::{autograd_loss_and_grad, objective, predictions, Bounds, Classifier, Goal, Loss, LossGrad};
 pub use error::{ModelError, Result};
+pub use load::{load_classifier, LoadOptions};
 pub use sequential::{Layer, Sequential};
 pub use spec::{load_model, model_files, LayerSpec, ModelSpec};

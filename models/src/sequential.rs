@@ -401,6 +401,10 @@ impl Classifier for Sequential {
         &self.device
     }
 
+    fn parameter_count(&self) -> usize {
+        Sequential::parameter_count(self)
+    }
+
     fn loss_and_grad(&self, x: &Tensor, goal: &Goal, loss: Loss) -> Result<LossGrad> {
         if self.manual_backward() {
             self.manual_loss_and_grad(x, goal, loss)
