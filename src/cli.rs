@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use crate::attacks::{parse_number, Norm, Registry};
 use crate::eval;
 use crate::gate::Gate;
+use crate::models;
 use crate::output::write_atomic;
 use crate::pipeline::{self, Settings};
 use crate::report::{Report, Status};
@@ -42,6 +43,68 @@ pub enum Command {
     Verify(VerifyArgs),
     /// What changed between two reports: accuracies, checks, gate rules, provenance.
     Diff(DiffArgs),
+    /// Describe a model: inputs, outputs, operators, parameters, opset, and whether the input
+    /// gradient is available (ONNX or model spec).
+    Inspect(InspectArgs),
+}
+
+/// How to read an ONNX graph: which input and output, and the input size where it is open.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct GraphOpts {
+    /// ONNX: the graph input that takes the images (default: the only input).
+    #[arg(long, value_name = "NAME")]
+    pub input_name: Option<String>,
+    /// ONNX: the graph output that holds the class scores (default: the only output).
+    #[arg(long, value_name = "NAME")]
+    pub output_name: Option<String>,
+    /// ONNX: the model's input size C,H,W (or H,W,C with --layout nhwc) where the graph leaves
+    /// it open or takes flattened images.
+    #[arg(long, value_name = "C,H,W")]
+    pub input_shape: Option<String>,
+    /// ONNX: attack the output of a final Softmax instead of the logits before it (not
+    /// recommended: cross-entropy on probabilities masks gradients).
+    #[arg(long)]
+    pub keep_softmax: bool,
+}
+
+impl GraphOpts {
+    /// The loader options these flags ask for.
+    pub fn load_options(&self) -> anyhow::Result<models::LoadOptions> {
+        let input_shape = match &self.input_shape {
+            None => None,
+            Some(text) => {
+                let v: Vec<usize> = text
+                    .split(',')
+                    .map(|s| s.trim().parse::<usize>())
+                    .collect::<Result<_, _>>()
+                    .ok()
+                    .filter(|v: &Vec<usize>| v.len() == 3 && v.iter().all(|&d| d > 0))
+                    .with_context(|| {
+                        format!("--input-shape: `{text}` is not three positive sizes C,H,W (e.g. 3,224,224)")
+                    })?;
+                Some([v[0], v[1], v[2]])
+            }
+        };
+        Ok(models::LoadOptions {
+            input_name: self.input_name.clone(),
+            output_name: self.output_name.clone(),
+            input_shape,
+            keep_softmax: self.keep_softmax,
+            ..Default::default()
+        })
+    }
+}
+
+#[derive(clap::Args, Debug)]
+pub struct InspectArgs {
+    /// An ONNX file or a model spec (.toml); not needed with --operators.
+    #[arg(required_unless_present = "operators")]
+    pub model: Option<PathBuf>,
+    #[command(flatten)]
+    pub graph: GraphOpts,
+    /// List every ONNX operator the executor runs, with its gradient status.
+    #[arg(long)]
+    pub operators: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -121,6 +184,8 @@ pub struct RunArgs {
 /// Settings shared by `run` and `bench`.
 #[derive(clap::Args, Debug)]
 pub struct EvalOpts {
+    #[command(flatten)]
+    pub graph: GraphOpts,
     /// Labelled data: IDX (file or folder), .npz, .npy or .safetensors; default: 1,000 shipped MNIST test images.
     #[arg(long)]
     pub dataset: Option<PathBuf>,
@@ -270,6 +335,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Bench(args) => crate::bench::bench(&args),
         Command::Verify(args) => crate::compare::verify(&args),
         Command::Diff(args) => crate::compare::diff(&args),
+        Command::Inspect(args) => crate::pipeline::inspect(&args),
     }
 }
 
@@ -339,7 +405,7 @@ impl EvalOpts {
             check_samples: self.check_samples,
             quiet: self.quiet,
             keep,
-            model_options: Default::default(),
+            model_options: self.graph.load_options()?,
         })
     }
 }

@@ -91,6 +91,17 @@ pub fn evaluate(s: &Settings) -> anyhow::Result<Outcome> {
         eprintln!("warning: {w}");
     }
     let (model, model_source) = load_model(s.model.as_deref(), &device, &s.model_options)?;
+    if let Some(issue) = model.gradient_issue() {
+        let gradient: Vec<String> =
+            attacks.iter().filter(|a| a.needs_gradients()).map(|a| a.name().to_string()).collect();
+        if !gradient.is_empty() {
+            bail!(
+                "{}: {issue}: gradient attacks ({}) would overstate robustness; use a gradient-free attack (--attack square) or remove the operator from the exported graph",
+                model_source,
+                gradient.join(", ")
+            );
+        }
+    }
     let mut data = load_dataset(s.dataset.as_deref(), s.model.is_some())?;
     if let Some(limit) = s.limit {
         if limit == 0 {
@@ -230,6 +241,33 @@ pub fn load_model(
         }
         _ => (Box::new(models::zoo::mnist_cnn(device)?), models::zoo::MNIST_CNN.to_string()),
     })
+}
+
+/// `gauntlet inspect`: prints what the model is and whether it can be attacked with gradients.
+pub fn inspect(args: &crate::cli::InspectArgs) -> anyhow::Result<i32> {
+    if args.operators {
+        print!("{}", models::onnx::operator_list());
+        if args.model.is_none() {
+            return Ok(crate::cli::EXIT_OK);
+        }
+    }
+    let Some(path) = args.model.as_deref() else { return Ok(crate::cli::EXIT_OK) };
+    let opts = args.graph.load_options()?;
+    if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("onnx")) {
+        print!("{}", models::onnx::inspect(path, &opts)?);
+        return Ok(crate::cli::EXIT_OK);
+    }
+    let (model, source) = load_model(Some(path), &Device::Cpu, &opts)?;
+    let [c, h, w] = model.input_shape();
+    println!("model      {source}");
+    println!("input      ({c}, {h}, {w}) pixels in [{}, {}]", model.bounds().lo, model.bounds().hi);
+    println!("classes    {}", model.num_classes());
+    println!("parameters {}", model.parameter_count());
+    match model.gradient_issue() {
+        None => println!("gradient   available"),
+        Some(issue) => println!("gradient   MASKED: {issue}"),
+    }
+    Ok(crate::cli::EXIT_OK)
 }
 
 /// Whether a model argument names the shipped model.

@@ -117,6 +117,12 @@ pub trait Classifier: Send + Sync {
 
     fn device(&self) -> &Device;
 
+    /// Why the input gradient cannot be trusted (a discrete operator on the path from input to
+    /// logits), if it cannot: gradient attacks would overstate robustness.
+    fn gradient_issue(&self) -> Option<String> {
+        None
+    }
+
     /// Number of trainable parameters (for reports); 0 when unknown.
     fn parameter_count(&self) -> usize {
         0

@@ -25,6 +25,19 @@ pub enum ModelError {
     #[error("layer {layer} `{op}`: {message}")]
     Layer { layer: usize, op: String, message: String },
 
+    #[error("{path}: {message}")]
+    Onnx { path: PathBuf, message: String },
+
+    #[error("{path}: {count} unsupported ONNX operator(s): {list}; supported operators are listed by `gauntlet inspect --operators` and docs/ONNX.md")]
+    UnsupportedOps { path: PathBuf, count: usize, list: String },
+
+    #[error("node `{node}` ({op}): {message}")]
+    Node { node: String, op: String, message: String },
+
+    /// A node whose attributes, inputs or data types ask for something the executor does not do.
+    #[error("node `{node}` ({op}): not supported: {message}")]
+    NodeUnsupported { node: String, op: String, message: String },
+
     #[error("the input gradient is missing: the model graph does not propagate gradients to its input")]
     GradientMissing,
 

@@ -10,6 +10,7 @@ mod fused;
 mod kernel;
 pub mod linear;
 pub mod load;
+pub mod onnx;
 pub mod ops;
 pub mod preprocess;
 pub mod sequential;

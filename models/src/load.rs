@@ -24,7 +24,16 @@ pub struct LoadOptions {
 
 /// Loads the model at `path` (format from the extension).
 pub fn load_classifier(path: &Path, dtype: DType, device: &Device, opts: &LoadOptions) -> Result<Box<dyn Classifier>> {
-    let inner: Box<dyn Classifier> = Box::new(crate::spec::load_model(path, dtype, device)?);
+    let is_onnx = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("onnx"));
+    let inner: Box<dyn Classifier> = if is_onnx {
+        let model = crate::onnx::OnnxModel::load(path, device, opts)?;
+        for note in model.notes() {
+            eprintln!("note: {}: {note}", path.display());
+        }
+        Box::new(model)
+    } else {
+        Box::new(crate::spec::load_model(path, dtype, device)?)
+    };
     if opts.preprocess.is_identity() {
         return Ok(inner);
     }

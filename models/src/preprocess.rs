@@ -159,6 +159,10 @@ impl<C: Classifier> Classifier for Preprocessed<C> {
         self.inner.parameter_count()
     }
 
+    fn gradient_issue(&self) -> Option<String> {
+        self.inner.gradient_issue()
+    }
+
     fn loss_and_grad(&self, x: &Tensor, goal: &Goal, loss: Loss) -> Result<LossGrad> {
         if self.pre.is_identity() {
             return self.inner.loss_and_grad(x, goal, loss);
@@ -190,6 +194,10 @@ impl<C: Classifier + ?Sized> Classifier for Box<C> {
 
     fn parameter_count(&self) -> usize {
         (**self).parameter_count()
+    }
+
+    fn gradient_issue(&self) -> Option<String> {
+        (**self).gradient_issue()
     }
 
     fn loss_and_grad(&self, x: &Tensor, goal: &Goal, loss: Loss) -> Result<LossGrad> {
