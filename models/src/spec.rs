@@ -443,6 +443,9 @@ pub fn weights_from_bytes(bytes: &[u8], path: &Path) -> Result<HashMap<String, T
 /// Opens a model file: a TOML spec naming safetensors weights. Pickled checkpoints are refused.
 /// The files [`load_model`] reads for `path`: the spec and the weights it names.
 pub fn model_files(path: &Path) -> Result<Vec<PathBuf>> {
+    if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("onnx")) {
+        return crate::onnx::files(path);
+    }
     let spec = ModelSpec::read(path)?;
     let mut files = vec![path.to_path_buf()];
     if let Some(weights) = spec.weights.as_deref() {

@@ -285,10 +285,12 @@ impl Graph {
     /// Nodes on a path from `input` to `output` whose gradient is masked (zero or undefined),
     /// as (node name, op). A float→integer Cast counts too.
     pub fn gradient_blockers(&self, input: &str, output: &str) -> Vec<(String, String)> {
-        // Forward: values that depend on the input.
+        // Forward: values whose numbers depend on the input's values (a Shape or a comparison
+        // depends on it, but carries no gradient and needs none).
         let mut depends: HashSet<&str> = HashSet::from([input]);
         for n in &self.nodes {
-            if n.inputs.iter().any(|i| depends.contains(i.as_str())) {
+            let carries = ops::lookup(&n.op).is_none_or(|d| d.grad == Grad::Yes);
+            if carries && n.inputs.iter().any(|i| depends.contains(i.as_str())) {
                 for o in &n.outputs {
                     depends.insert(o);
                 }

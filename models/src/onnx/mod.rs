@@ -17,6 +17,24 @@ use candle_core::{DType, Device, Tensor};
 
 use crate::{Classifier, LoadOptions, ModelError, Result};
 
+/// The files a model reads: the .onnx file and the external data files its initializers name.
+pub fn files(path: &Path) -> Result<Vec<std::path::PathBuf>> {
+    let bytes = std::fs::read(path).map_err(|e| ModelError::Io { path: path.into(), message: e.to_string() })?;
+    let model = proto::ModelProto::decode_bytes(&bytes)
+        .map_err(|e| err(path, format!("not a valid ONNX model (protobuf decoding failed: {e})")))?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    let mut files = vec![path.to_path_buf()];
+    for t in model.graph.iter().flat_map(|g| &g.initializer) {
+        for e in t.external_data.iter().filter(|e| e.key == "location") {
+            let f = base.join(&e.value);
+            if !files.contains(&f) {
+                files.push(f);
+            }
+        }
+    }
+    Ok(files)
+}
+
 /// An ONNX classifier: the graph plus the choice of input and logits.
 pub struct OnnxModel {
     graph: Graph,
@@ -149,14 +167,16 @@ impl OnnxModel {
                         }
                         (Dim::Fixed(v), _) => *v,
                         (Dim::Free(_), Some(g)) => g[a],
-                        (Dim::Free(_), None) => return Err(err(
-                            path,
-                            format!(
+                        (Dim::Free(_), None) => {
+                            return Err(err(
+                                path,
+                                format!(
                                 "input `{}` {} leaves its size open; give it with --input-shape C,H,W (e.g. 3,224,224)",
                                 input.name,
                                 input.shape_text()
                             ),
-                        )),
+                            ))
+                        }
                     };
                 }
                 Ok((shape, false))

@@ -1,0 +1,336 @@
+//! The ONNX executor on models exported by PyTorch (tests/golden/onnx, made by
+//! make_onnx_golden.py): logits and input gradients against PyTorch and onnxruntime, the
+//! shipped MNIST CNN as ONNX against the native implementation, and the load-time diagnostics.
+
+use std::path::Path;
+
+use candle_core::{DType, Device, Tensor};
+use gauntlet::models::onnx::OnnxModel;
+use gauntlet::models::preprocess::{Layout, Preprocess};
+use gauntlet::models::{load_classifier, Classifier, Goal, LoadOptions, Loss, ModelError};
+use ndarray::{ArrayD, IxDyn};
+use ndarray_npy::NpzReader;
+
+const DIR: &str = "tests/golden/onnx";
+
+struct Golden {
+    arrays: std::collections::HashMap<String, Tensor>,
+}
+
+impl Golden {
+    fn read(name: &str) -> Golden {
+        let file = std::fs::File::open(format!("{DIR}/{name}_io.npz")).unwrap();
+        let mut npz = NpzReader::new(file).unwrap();
+        let mut arrays = std::collections::HashMap::new();
+        for key in npz.names().unwrap() {
+            let key = key.trim_end_matches(".npy").to_string();
+            let t = if key == "labels" {
+                let a: ArrayD<i64> = npz.by_name(&key).unwrap();
+                let shape = a.shape().to_vec();
+                Tensor::from_vec(a.iter().copied().collect::<Vec<_>>(), shape, &Device::Cpu).unwrap()
+            } else {
+                let a: ArrayD<f32> = npz.by_name(&key).unwrap();
+                let shape = a.shape().to_vec();
+                Tensor::from_vec(a.iter().copied().collect::<Vec<_>>(), shape, &Device::Cpu).unwrap()
+            };
+            arrays.insert(key, t);
+        }
+        Golden { arrays }
+    }
+
+    fn get(&self, key: &str) -> &Tensor {
+        self.arrays.get(key).unwrap_or_else(|| panic!("golden file lacks `{key}`"))
+    }
+
+    fn goal(&self) -> Goal {
+        Goal::untargeted(self.get("labels").to_vec1::<i64>().unwrap().iter().map(|&v| v as u32).collect())
+    }
+}
+
+fn max_rel_err(a: &Tensor, b: &Tensor) -> f64 {
+    let a = a.to_dtype(DType::F64).unwrap().flatten_all().unwrap().to_vec1::<f64>().unwrap();
+    let b = b.to_dtype(DType::F64).unwrap().flatten_all().unwrap().to_vec1::<f64>().unwrap();
+    assert_eq!(a.len(), b.len(), "sizes differ");
+    let scale = b.iter().fold(0f64, |m, v| m.max(v.abs())).max(1e-30);
+    a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0f64, f64::max) / scale
+}
+
+fn load(name: &str, opts: &LoadOptions) -> Result<OnnxModel, ModelError> {
+    OnnxModel::load(Path::new(&format!("{DIR}/{name}.onnx")), &Device::Cpu, opts)
+}
+
+/// Logits against PyTorch and onnxruntime, CE and margin input gradients against PyTorch.
+fn check_architecture(name: &str) {
+    let model = load(name, &LoadOptions::default()).unwrap();
+    let g = Golden::read(name);
+    let x = g.get("x");
+    let logits = model.logits(x).unwrap();
+    let e_torch = max_rel_err(&logits, g.get("logits"));
+    let e_ort = max_rel_err(&logits, g.get("ort_logits"));
+    assert!(e_torch < 1e-4 && e_ort < 1e-4, "{name}: logits differ (torch {e_torch:e}, onnxruntime {e_ort:e})");
+    for (loss, key) in [(Loss::CrossEntropy, "grad"), (Loss::Margin, "grad_margin")] {
+        let lg = model.loss_and_grad(x, &g.goal(), loss).unwrap();
+        let err = max_rel_err(&lg.grad, g.get(key));
+        assert!(err < 2e-3, "{name}: {key} differs from PyTorch: max relative error {err:e}");
+    }
+    assert!(model.gradient_issue().is_none());
+}
+
+#[test]
+fn resnet_style_cifar_network_matches_pytorch() {
+    check_architecture("resnet_cifar");
+}
+
+#[test]
+fn mobilenet_block_matches_pytorch() {
+    check_architecture("mobilenet_block");
+}
+
+#[test]
+fn vision_transformer_block_matches_pytorch() {
+    check_architecture("vit_block");
+}
+
+#[test]
+fn shipped_cnn_as_onnx_equals_the_native_model() {
+    let onnx = load("mnist_cnn", &LoadOptions::default()).unwrap();
+    let native = gauntlet::models::zoo::mnist_cnn(&Device::Cpu).unwrap();
+    let data = gauntlet::datasets::samples::mnist_test_1k().unwrap();
+    let n = 64;
+    let x = Tensor::from_vec(data.images[..n * 784].to_vec(), (n, 1, 28, 28), &Device::Cpu).unwrap();
+    let goal = Goal::untargeted(data.labels[..n].to_vec());
+    let a = onnx.loss_and_grad(&x, &goal, Loss::CrossEntropy).unwrap();
+    let b = native.loss_and_grad(&x, &goal, Loss::CrossEntropy).unwrap();
+    assert!(max_rel_err(&a.logits, &b.logits) < 1e-5, "logits differ");
+    assert!(max_rel_err(&a.grad, &b.grad) < 1e-4, "input gradients differ");
+    assert_eq!(onnx.num_classes(), 10);
+    assert_eq!(onnx.input_shape(), [1, 28, 28]);
+    assert_eq!(onnx.parameter_count(), native.parameter_count());
+}
+
+#[test]
+fn final_softmax_is_detected_and_its_logits_attacked() {
+    let g = Golden::read("softmax_head");
+    let model = load("softmax_head", &LoadOptions::default()).unwrap();
+    assert!(model.notes().iter().any(|n| n.contains("Softmax") && n.contains("--keep-softmax")));
+    assert!(max_rel_err(&model.logits(g.get("x")).unwrap(), g.get("logits")) < 1e-4);
+    let lg = model.loss_and_grad(g.get("x"), &g.goal(), Loss::CrossEntropy).unwrap();
+    assert!(max_rel_err(&lg.grad, g.get("grad")) < 2e-3);
+    let kept = load("softmax_head", &LoadOptions { keep_softmax: true, ..Default::default() }).unwrap();
+    assert!(max_rel_err(&kept.logits(g.get("x")).unwrap(), g.get("probs")) < 1e-4);
+    assert!(kept.notes().iter().any(|n| n.contains("overstates robustness")));
+}
+
+#[test]
+fn discrete_operators_on_the_gradient_path_are_named() {
+    let g = Golden::read("argmax_inside");
+    let model = load("argmax_inside", &LoadOptions::default()).unwrap();
+    assert!(max_rel_err(&model.logits(g.get("x")).unwrap(), g.get("logits")) < 1e-4);
+    let issue = model.gradient_issue().expect("the gradient is masked");
+    assert!(issue.contains("Floor") && issue.contains("ArgMax"), "{issue}");
+}
+
+#[test]
+fn every_unsupported_operator_is_listed_at_once() {
+    let err = load("unsupported_ops", &LoadOptions::default()).err().expect("must fail").to_string();
+    let expected: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(format!("{DIR}/unsupported_ops.json")).unwrap()).unwrap();
+    for op in ["GridSample", "CumSum", "Det"] {
+        assert!(err.contains(op), "{op} missing from: {err}");
+    }
+    for node in expected["unsupported"].as_array().into_iter().flatten() {
+        let name = node["name"].as_str().unwrap_or_default();
+        assert!(err.contains(name), "node {name} missing from: {err}");
+    }
+    assert!(!err.contains('\n'), "one line: {err}");
+    assert!(err.contains("unsupported_ops.onnx"), "names the file: {err}");
+}
+
+#[test]
+fn nhwc_models_take_pixel_space_nchw_through_the_layout_option() {
+    let g = Golden::read("nhwc_input");
+    let opts =
+        LoadOptions { preprocess: Preprocess { layout: Layout::Nhwc, ..Default::default() }, ..Default::default() };
+    let model = load_classifier(Path::new(&format!("{DIR}/nhwc_input.onnx")), DType::F32, &Device::Cpu, &opts).unwrap();
+    assert_eq!(model.input_shape(), [1, 28, 28]);
+    let x_nchw = g.get("x").permute((0, 3, 1, 2)).unwrap().contiguous().unwrap();
+    assert!(max_rel_err(&model.logits(&x_nchw).unwrap(), g.get("logits")) < 1e-4);
+    let lg = model.loss_and_grad(&x_nchw, &g.goal(), Loss::CrossEntropy).unwrap();
+    let grad_nhwc = lg.grad.permute((0, 2, 3, 1)).unwrap();
+    assert!(max_rel_err(&grad_nhwc, g.get("grad")) < 2e-3);
+}
+
+#[test]
+fn open_input_sizes_need_input_shape() {
+    let err = load("dynamic_hw", &LoadOptions::default()).err().expect("must fail").to_string();
+    assert!(err.contains("--input-shape"), "{err}");
+    let g = Golden::read("dynamic_hw");
+    let model = load("dynamic_hw", &LoadOptions { input_shape: Some([3, 40, 40]), ..Default::default() }).unwrap();
+    assert!(max_rel_err(&model.logits(g.get("x")).unwrap(), g.get("logits")) < 1e-4);
+    let lg = model.loss_and_grad(g.get("x"), &g.goal(), Loss::CrossEntropy).unwrap();
+    assert!(max_rel_err(&lg.grad, g.get("grad")) < 2e-3);
+}
+
+#[test]
+fn a_fixed_export_batch_size_still_runs_any_batch() {
+    let g = Golden::read("fixed_batch1");
+    let model = load("fixed_batch1", &LoadOptions::default()).unwrap();
+    assert_eq!(g.get("x").dims()[0], 5);
+    assert!(max_rel_err(&model.logits(g.get("x")).unwrap(), g.get("logits")) < 1e-4);
+    let lg = model.loss_and_grad(g.get("x"), &g.goal(), Loss::CrossEntropy).unwrap();
+    assert!(max_rel_err(&lg.grad, g.get("grad")) < 2e-3);
+}
+
+#[test]
+fn corrupt_files_are_refused_with_the_file_named() {
+    let dir = std::env::temp_dir().join(format!("gauntlet-onnx-corrupt-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bytes = std::fs::read(format!("{DIR}/mnist_cnn.onnx")).unwrap();
+    let cut = dir.join("cut.onnx");
+    std::fs::write(&cut, &bytes[..bytes.len() / 3]).unwrap();
+    let err = OnnxModel::load(&cut, &Device::Cpu, &LoadOptions::default()).err().expect("must fail").to_string();
+    assert!(err.contains("cut.onnx") && !err.contains('\n'), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = IxDyn(&[1]);
+}
+
+/// The shipped CNN exported by `torch.onnx.export`, attacked by Gauntlet through the ONNX
+/// executor, against torchattacks on the same weights and images (FGSM to 1 point, PGD to 2).
+#[test]
+fn robust_accuracy_on_onnx_agrees_with_torchattacks() {
+    use gauntlet::attacks::{Norm, Registry};
+    use gauntlet::eval::{evaluate, EvalConfig, Silent};
+    use gauntlet::report::{DatasetInfo, Meta, ModelInfo, Report, RunInfo};
+
+    let golden: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(format!("{DIR}/mnist_cnn_torchattacks.json")).unwrap()).unwrap();
+    let model = load("mnist_cnn", &LoadOptions::default()).unwrap();
+    let mut data = gauntlet::datasets::samples::mnist_test_1k().unwrap();
+    data.truncate(golden["samples"].as_u64().unwrap() as usize);
+    let eps = [0.05, 0.1, 0.2, 0.3];
+    let registry = Registry::default();
+    let cfg = EvalConfig {
+        attacks: ["fgsm", "pgd:steps=40,step=0.01"].iter().map(|a| registry.create(a).unwrap()).collect(),
+        norm: Norm::Linf,
+        eps: eps.to_vec(),
+        seed: 7,
+        batch_size: 500,
+        targets: None,
+        cascade: false,
+    };
+    let ev = evaluate(&model, &data, &cfg, &Silent).unwrap();
+    let meta = Meta {
+        model: ModelInfo { source: "mnist_cnn.onnx".into(), input: [1, 28, 28], classes: 10, parameters: 0 },
+        dataset: DatasetInfo { source: "mnist".into(), samples: ev.samples() },
+        seed: 7,
+        bounds: [0.0, 1.0],
+        run: RunInfo { device: "cpu".into(), threads: 1, batch_size: 500, time_s: 0.0, clean_time_s: 0.0 },
+    };
+    let r = Report::new(&ev, meta);
+    let clean = golden["clean_accuracy"].as_f64().unwrap();
+    assert!((r.clean_accuracy - clean).abs() <= 0.001, "clean {} vs torch {clean}", r.clean_accuracy);
+    for (k, e) in eps.iter().enumerate() {
+        let key = format!("{e}");
+        let fgsm = golden["fgsm"][&key].as_f64().unwrap();
+        let pgd = golden["pgd"][&key].as_f64().unwrap();
+        let (ours_fgsm, ours_pgd) = (r.results[k].robust_accuracy, r.results[4 + k].robust_accuracy);
+        assert!((ours_fgsm - fgsm).abs() <= 0.01, "FGSM eps {e}: ours {ours_fgsm}, torchattacks {fgsm}");
+        assert!((ours_pgd - pgd).abs() <= 0.02, "PGD eps {e}: ours {ours_pgd}, torchattacks {pgd}");
+    }
+}
+
+fn gauntlet(args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gauntlet")).args(args).output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn inspect_describes_the_model_and_its_gradient() {
+    let (code, out, _) = gauntlet(&["inspect", "tests/golden/onnx/resnet_cifar.onnx"]);
+    assert_eq!(code, 0);
+    for want in ["opset ai.onnx 17", "input", "(3, 32, 32)", "10 classes", "BatchNormalization", "gradient   available"]
+    {
+        assert!(out.contains(want), "`{want}` missing from:\n{out}");
+    }
+    let params: usize =
+        out.lines().find_map(|l| l.strip_prefix("parameters ")).unwrap().split(' ').next().unwrap().parse().unwrap();
+    let model = load("resnet_cifar", &LoadOptions::default()).unwrap();
+    assert_eq!(params, model.parameter_count());
+
+    let (code, out, _) = gauntlet(&["inspect", "tests/golden/onnx/argmax_inside.onnx"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("gradient   MASKED") && out.contains("Floor"), "{out}");
+
+    let (code, out, _) = gauntlet(&["inspect", "tests/golden/onnx/unsupported_ops.onnx"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("UNSUPPORTED") && out.contains("GridSample") && out.contains("Det"), "{out}");
+}
+
+#[test]
+fn run_refuses_what_it_cannot_measure_with_exit_2() {
+    let data = "datasets/data/mnist-test-1k";
+    let (code, _, err) =
+        gauntlet(&["run", "--model", "tests/golden/onnx/unsupported_ops.onnx", "--dataset", data, "--limit", "4"]);
+    assert_eq!(code, 2, "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("GridSample") && err.contains("CumSum") && err.contains("Det"), "{err}");
+
+    let (code, _, err) =
+        gauntlet(&["run", "--model", "tests/golden/onnx/argmax_inside.onnx", "--dataset", data, "--limit", "4"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("Floor") && err.contains("--attack square"), "{err}");
+
+    let (code, out, err) = gauntlet(&[
+        "run",
+        "--model",
+        "tests/golden/onnx/argmax_inside.onnx",
+        "--dataset",
+        data,
+        "--limit",
+        "8",
+        "--attack",
+        "square:queries=20",
+        "--eps",
+        "0.1",
+        "--no-checks",
+        "--quiet",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("\"robust_accuracy\""), "{out}");
+}
+
+#[test]
+fn run_on_onnx_gives_the_native_models_report() {
+    let data = "datasets/data/mnist-test-1k";
+    let common = [
+        "--dataset",
+        data,
+        "--limit",
+        "50",
+        "--attack",
+        "fgsm",
+        "--eps",
+        "0.1,0.2",
+        "--no-checks",
+        "--quiet",
+        "--format",
+        "json",
+    ];
+    let (code, onnx, err) = gauntlet(&[&["run", "--model", "tests/golden/onnx/mnist_cnn.onnx"][..], &common].concat());
+    assert_eq!(code, 0, "{err}");
+    let (code, native, err) = gauntlet(&[&["run", "--model", "models/zoo/mnist-cnn.toml"][..], &common].concat());
+    assert_eq!(code, 0, "{err}");
+    let (a, b): (serde_json::Value, serde_json::Value) =
+        (serde_json::from_str(&onnx).unwrap(), serde_json::from_str(&native).unwrap());
+    assert_eq!(a["clean_accuracy"], b["clean_accuracy"]);
+    let robust = |v: &serde_json::Value| {
+        v["results"].as_array().unwrap().iter().map(|r| r["robust_accuracy"].clone()).collect::<Vec<_>>()
+    };
+    assert_eq!(robust(&a), robust(&b));
+}
