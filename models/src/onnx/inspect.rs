@@ -73,7 +73,7 @@ pub fn inspect(path: &Path, opts: &LoadOptions) -> Result<String> {
             Some(d) if d.grad == Grad::Masked => "no useful gradient",
             Some(_) => "",
         };
-        let _ = writeln!(out, "  {count:>5}  {op}  {status}");
+        let _ = writeln!(out, "{}", format!("  {count:>5}  {op}  {status}").trim_end());
     }
     let unsupported: Vec<String> = g
         .node
