@@ -1,8 +1,11 @@
 //! Image files: a class-per-folder tree (`root/<class>/<image>`, as torchvision's `ImageFolder`)
 //! or a CSV of `path,label` lines.
 //!
-//! Class labels of a tree are the indices of the class folders' names in sorted (byte) order;
-//! the images of a class are read in sorted name order. Files with other extensions than the
+//! Class labels of a tree are the indices of the class folders' names in sorted (byte) order,
+//! unless the root holds a `classes.txt` with one class name per line: then a label is the
+//! index of its folder's name in that list (so a subset of the classes keeps the full set's
+//! indices, and the list may name classes without a folder). The images of a class are read in
+//! sorted name order. Files with other extensions than the
 //! [`EXTENSIONS`] and names starting with `.` are skipped; a class folder without images is an
 //! error (its index would silently shift the others otherwise).
 //!
@@ -41,8 +44,11 @@ fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(paths)
 }
 
-/// The class names of a class-per-folder tree, sorted; index = label.
-pub fn classes(root: &Path) -> Result<Vec<String>> {
+/// The file in a tree's root that fixes the class order.
+pub const CLASSES_FILE: &str = "classes.txt";
+
+/// The class folders of a tree, sorted by name.
+fn class_folders(root: &Path) -> Result<Vec<String>> {
     Ok(sorted_entries(root)?
         .into_iter()
         .filter(|p| p.is_dir() && !p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.')))
@@ -50,9 +56,29 @@ pub fn classes(root: &Path) -> Result<Vec<String>> {
         .collect())
 }
 
+/// The class names of a class-per-folder tree; index = label. From `classes.txt` when the root
+/// has one, else the subfolder names sorted.
+pub fn classes(root: &Path) -> Result<Vec<String>> {
+    let list = root.join(CLASSES_FILE);
+    if !list.is_file() {
+        return class_folders(root);
+    }
+    let text = std::fs::read_to_string(&list).map_err(|e| io(&list, e))?;
+    let names: Vec<String> = text.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect();
+    for folder in class_folders(root)? {
+        if !names.contains(&folder) {
+            return Err(DatasetError::Format {
+                path: list,
+                message: format!("the class folder `{folder}` is not listed; add it or remove the folder"),
+            });
+        }
+    }
+    Ok(names)
+}
+
 /// Whether `dir` looks like a class-per-folder tree (it has a subfolder).
 pub fn is_image_folder(dir: &Path) -> bool {
-    classes(dir).is_ok_and(|c| !c.is_empty())
+    class_folders(dir).is_ok_and(|c| !c.is_empty())
 }
 
 /// Every image of a class-per-folder tree with its label, in reading order.
@@ -65,9 +91,13 @@ pub fn tree_entries(root: &Path) -> Result<Vec<(PathBuf, u32)>> {
                 .into(),
         });
     }
+    let listed = root.join(CLASSES_FILE).is_file();
     let mut out = Vec::new();
     for (label, name) in names.iter().enumerate() {
         let dir = root.join(name);
+        if listed && !dir.is_dir() {
+            continue;
+        }
         let files: Vec<PathBuf> = sorted_entries(&dir)?.into_iter().filter(|p| is_image(p)).collect();
         if files.is_empty() {
             return Err(DatasetError::Format {
@@ -79,6 +109,12 @@ pub fn tree_entries(root: &Path) -> Result<Vec<(PathBuf, u32)>> {
             });
         }
         out.extend(files.into_iter().map(|f| (f, label as u32)));
+    }
+    if out.is_empty() {
+        return Err(DatasetError::Format {
+            path: root.into(),
+            message: format!("no folder of a class listed in {CLASSES_FILE} exists"),
+        });
     }
     Ok(out)
 }

@@ -478,3 +478,39 @@ fn fashion_mnist_idx() {
         set.validate([1, 28, 28], 10).unwrap();
     }
 }
+
+#[test]
+fn classes_file_fixes_the_label_order() {
+    let d = tmpdir("classes");
+    write_gray(&d.join("cat/1.png"), 2, 2, |_, _| 10);
+    write_gray(&d.join("ant/1.png"), 2, 2, |_, _| 20);
+    std::fs::write(d.join("classes.txt"), "zebra\ncat\n\nyak\nant\n").unwrap();
+    let set = open(&d).unwrap();
+    // Listed order: zebra 0 (no folder), cat 1, yak 2 (no folder), ant 3; read in that order.
+    assert_eq!(set.labels, vec![1, 3]);
+    assert_eq!(set.image(0)[0], 10.0 / 255.0);
+    write_gray(&d.join("bee/1.png"), 2, 2, |_, _| 30);
+    let e = open(&d).unwrap_err().to_string();
+    assert!(e.contains("classes.txt") && e.contains("`bee`"), "{e}");
+}
+
+/// The shipped CIFAR-10 sample: 20 test images whose labels are CIFAR-10's (via classes.txt).
+#[test]
+fn shipped_cifar10_sample() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/cifar10-sample");
+    let set = open(&root).unwrap();
+    assert_eq!((set.labels.len(), set.shape), (20, [3, 32, 32]));
+    set.validate([3, 32, 32], 10).unwrap();
+    let names = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"];
+    let files = input_files(&root).unwrap();
+    assert_eq!(files.len(), 20);
+    let mut by_index = [0u32; 20];
+    for (f, &label) in files.iter().zip(&set.labels) {
+        let class = f.parent().unwrap().file_name().unwrap().to_str().unwrap();
+        assert_eq!(names[label as usize], class);
+        let i: usize = f.file_stem().unwrap().to_str().unwrap().parse().unwrap();
+        by_index[i] = label;
+    }
+    // The CIFAR-10 test set begins cat, ship, ship, airplane, frog, frog, automobile, frog.
+    assert_eq!(&by_index[..8], &[3, 8, 8, 0, 6, 6, 1, 6]);
+}
