@@ -62,6 +62,7 @@ fn main() -> anyhow::Result<()> {
                 input: model.input_shape(),
                 classes: model.num_classes(),
                 parameters: model.parameter_count(),
+                preprocessing: "none".into(),
             },
             dataset: DatasetInfo { source: data.source.clone(), samples: data.labels.len() },
             seed: 0,

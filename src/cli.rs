@@ -6,9 +6,12 @@ use anyhow::{bail, Context};
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::attacks::{parse_number, Norm, Registry};
+use crate::datasets::{self, DataLayout, OpenOptions, Resize};
 use crate::eval;
 use crate::gate::Gate;
 use crate::models;
+use crate::models::preprocess::{ChannelOrder, Layout, Preprocess};
+use crate::models::LoadOptions;
 use crate::output::write_atomic;
 use crate::pipeline::{self, Settings};
 use crate::report::{Report, Status};
@@ -186,9 +189,33 @@ pub struct RunArgs {
 pub struct EvalOpts {
     #[command(flatten)]
     pub graph: GraphOpts,
-    /// Labelled data: IDX (file or folder), .npz, .npy or .safetensors; default: 1,000 shipped MNIST test images.
+    /// Labelled data: IDX (file or folder), .npz, .npy, .safetensors, CIFAR .bin batches (file or
+    /// folder), an image folder (root/<class>/*.png|jpg|bmp) or a `path,label` .csv (docs/DATASETS.md);
+    /// default: 1,000 shipped MNIST test images.
     #[arg(long)]
     pub dataset: Option<PathBuf>,
+    /// Resize every image: N (the shorter side to N, keeping the aspect ratio) or H,W; bilinear.
+    #[arg(long, value_name = "N|H,W")]
+    pub resize: Option<String>,
+    /// Then cut the central N×N or H×W window out of every image.
+    #[arg(long, value_name = "N|H,W")]
+    pub center_crop: Option<String>,
+    /// Axis order of 4-D image arrays in .npy/.npz/.safetensors data: auto, nchw or nhwc.
+    #[arg(long, default_value = "auto", value_name = "LAYOUT")]
+    pub data_layout: String,
+    /// Per-channel mean subtracted inside the model (one value, or one per channel), e.g.
+    /// 0.485,0.456,0.406; ε stays in [0, 1] pixel space.
+    #[arg(long, value_name = "M[,M...]")]
+    pub mean: Option<String>,
+    /// Per-channel standard deviation divided by inside the model (as --mean), e.g. 0.229,0.224,0.225.
+    #[arg(long, value_name = "S[,S...]")]
+    pub std: Option<String>,
+    /// Channel order the model expects: rgb, or bgr (the channels are reversed before it).
+    #[arg(long, default_value = "rgb", value_name = "ORDER")]
+    pub channel_order: String,
+    /// Input layout the model itself takes: nchw, or nhwc (transposed before it).
+    #[arg(long, default_value = "nchw", value_name = "LAYOUT")]
+    pub layout: String,
     /// Evaluate only the first N samples.
     #[arg(long)]
     pub limit: Option<usize>,
@@ -405,9 +432,58 @@ impl EvalOpts {
             check_samples: self.check_samples,
             quiet: self.quiet,
             keep,
-            model_options: self.graph.load_options()?,
+            model_options: LoadOptions { preprocess: self.preprocess()?, ..self.graph.load_options()? },
+            data_options: self.data_options()?,
         })
     }
+
+    /// The pixel-space preprocessing from --mean, --std, --channel-order and --layout.
+    pub fn preprocess(&self) -> anyhow::Result<Preprocess> {
+        let pre = Preprocess {
+            mean: self.mean.as_deref().map(|t| parse_floats("--mean", t)).transpose()?.unwrap_or_default(),
+            std: self.std.as_deref().map(|t| parse_floats("--std", t)).transpose()?.unwrap_or_default(),
+            channel_order: match self.channel_order.trim().to_ascii_lowercase().as_str() {
+                "rgb" => ChannelOrder::Rgb,
+                "bgr" => ChannelOrder::Bgr,
+                other => bail!("--channel-order {other}: use rgb or bgr"),
+            },
+            layout: match self.layout.trim().to_ascii_lowercase().as_str() {
+                "nchw" => Layout::Nchw,
+                "nhwc" => Layout::Nhwc,
+                other => bail!("--layout {other}: use nchw or nhwc (the model's own input layout)"),
+            },
+        };
+        // Counts against the model's channels are checked when it loads; these need no model.
+        let (m, s) = (pre.mean.len(), pre.std.len());
+        if m > 1 && s > 1 && m != s {
+            bail!("--mean has {m} values and --std {s}; give one value or one per channel to each");
+        }
+        pre.validate(m.max(s).max(1))?;
+        Ok(pre)
+    }
+
+    /// How to read the data: --resize, --center-crop, --data-layout.
+    pub fn data_options(&self) -> anyhow::Result<OpenOptions> {
+        Ok(OpenOptions {
+            resize: self.resize.as_deref().map(str::parse::<Resize>).transpose()?,
+            center_crop: self.center_crop.as_deref().map(datasets::parse_crop).transpose()?,
+            layout: self.data_layout.parse::<DataLayout>()?,
+            cifar: None,
+        })
+    }
+}
+
+/// A comma-separated list of finite numbers.
+fn parse_floats(flag: &str, text: &str) -> anyhow::Result<Vec<f32>> {
+    text.split(',')
+        .map(str::trim)
+        .map(|s| {
+            s.parse::<f32>()
+                .ok()
+                .filter(|v| v.is_finite())
+                .with_context(|| format!("{flag} {text}: `{s}` is not a number (give e.g. 0.485,0.456,0.406)"))
+        })
+        .collect()
 }
 
 /// The attack names a run will report (as `Attack::name` gives them).

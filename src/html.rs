@@ -210,6 +210,12 @@ fn header(o: &mut String, r: &Report) {
             r.model.parameters
         ),
     );
+    if r.model.preprocessing != "none" {
+        row(
+            "preprocessing",
+            format!("{} · inside the model; ε is measured before it, in pixel space", escape(&r.model.preprocessing)),
+        );
+    }
     row("dataset", format!("<code>{}</code> · {} samples evaluated", escape(&r.dataset.source), r.samples));
     let mut threat = format!(
         "{} · ε ∈ {{{}}} · bounds [{}, {}] · {}",

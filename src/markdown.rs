@@ -90,6 +90,13 @@ pub fn summary(report: &Report) -> String {
         report.protocol,
         report.seed
     );
+    if report.model.preprocessing != "none" {
+        let _ = writeln!(
+            s,
+            "Preprocessing inside the model: {} (ε is measured before it, in [0, 1] pixel space)\n",
+            code(&report.model.preprocessing)
+        );
+    }
     if let Some(g) = &report.gate {
         s += "### Gate\n\n";
         let _ = write!(s, "Gate file {}", code(&g.file));

@@ -10,8 +10,9 @@ use serde_json::json;
 use crate::adversarial::{self, AdvExample};
 use crate::attacks::{Norm, Registry};
 use crate::checks;
-use crate::datasets::{self, ImageSet};
+use crate::datasets::{self, ImageSet, OpenOptions};
 use crate::eval::{self, EvalConfig, TargetMode};
+use crate::models::preprocess::Preprocessed;
 use crate::models::{self, Classifier, LoadOptions};
 use crate::output::write_atomic;
 use crate::progress::Bar;
@@ -43,6 +44,8 @@ pub struct Settings {
     pub keep: usize,
     /// Graph input/output choice and the pixel-space preprocessing.
     pub model_options: LoadOptions,
+    /// How the dataset is read: resize, center crop, array layout.
+    pub data_options: OpenOptions,
 }
 
 /// A finished evaluation: the report and what only the report folder holds.
@@ -63,7 +66,7 @@ impl Settings {
                 Err(_) => s.clone(),
             })
             .collect();
-        json!({
+        let mut config = json!({
             "model": model_source,
             "dataset": dataset_source,
             "limit": self.limit,
@@ -77,7 +80,17 @@ impl Settings {
             "batch_size": self.batch_size,
             "checks": self.checks,
             "check_samples": self.check_samples,
-        })
+        });
+        // Recorded only when set, so that the configuration (and its hash) of a run without them
+        // stays what it was before these options existed.
+        let pre = &self.model_options.preprocess;
+        if !pre.is_identity() {
+            config["preprocessing"] = json!(pre.describe());
+        }
+        if !self.data_options.is_default() {
+            config["data_options"] = json!(self.data_options.describe());
+        }
+        config
     }
 }
 
@@ -102,7 +115,7 @@ pub fn evaluate(s: &Settings) -> anyhow::Result<Outcome> {
             );
         }
     }
-    let mut data = load_dataset(s.dataset.as_deref(), s.model.is_some())?;
+    let mut data = load_dataset(s.dataset.as_deref(), s.model.is_some(), &s.data_options)?;
     if let Some(limit) = s.limit {
         if limit == 0 {
             bail!("--limit must be at least 1");
@@ -144,6 +157,7 @@ pub fn evaluate(s: &Settings) -> anyhow::Result<Outcome> {
             input: model.input_shape(),
             classes: model.num_classes(),
             parameters: model.parameter_count(),
+            preprocessing: s.model_options.preprocess.describe(),
         },
         dataset: DatasetInfo { source: data.source.clone(), samples: data.labels.len() },
         seed: s.seed,
@@ -239,7 +253,15 @@ pub fn load_model(
         Some(p) if !is_builtin_model(p) => {
             (models::load_classifier(p, DType::F32, device, opts)?, p.display().to_string())
         }
-        _ => (Box::new(models::zoo::mnist_cnn(device)?), models::zoo::MNIST_CNN.to_string()),
+        _ => {
+            let zoo = models::zoo::mnist_cnn(device)?;
+            let model: Box<dyn Classifier> = if opts.preprocess.is_identity() {
+                Box::new(zoo)
+            } else {
+                Box::new(Preprocessed::new(zoo, opts.preprocess.clone())?)
+            };
+            (model, models::zoo::MNIST_CNN.to_string())
+        }
     })
 }
 
@@ -275,13 +297,14 @@ pub fn is_builtin_model(p: &Path) -> bool {
     p.as_os_str() == models::zoo::MNIST_CNN
 }
 
-fn load_dataset(path: Option<&Path>, custom_model: bool) -> anyhow::Result<ImageSet> {
+/// The dataset at `path` read with `opts`, or the shipped data (`None`, only with the shipped model).
+pub fn load_dataset(path: Option<&Path>, custom_model: bool, opts: &OpenOptions) -> anyhow::Result<ImageSet> {
     match path {
-        Some(p) => Ok(datasets::open(p)?),
+        Some(p) => Ok(datasets::open_with(p, opts)?),
         None if custom_model => {
             bail!("--dataset is required with --model (the shipped data fits only the shipped model)")
         }
-        None => Ok(datasets::samples::mnist_test_1k()?),
+        None => Ok(datasets::fit_all(datasets::samples::mnist_test_1k()?, opts)?),
     }
 }
 

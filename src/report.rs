@@ -65,9 +65,18 @@ pub struct Tool {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ModelInfo {
     pub source: String,
+    /// Pixel-space input shape (C, H, W), before any preprocessing.
     pub input: [usize; 3],
     pub classes: usize,
     pub parameters: usize,
+    /// What the model applies to the pixel-space input before its first layer
+    /// (`Preprocess::describe`: channel order, mean/std, layout), or `none`.
+    #[serde(default = "none")]
+    pub preprocessing: String,
+}
+
+fn none() -> String {
+    "none".into()
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -313,6 +322,15 @@ impl Report {
             "every adversarial example was re-projected onto the eps-ball and the bounds, checked, and re-classified by the evaluator".to_string(),
             "worst_case counts a sample robust only if it resists every attack at that eps".to_string(),
         ];
+        if meta.model.preprocessing != "none" {
+            notes.insert(
+                1,
+                format!(
+                    "the model applies preprocessing ({}) to the [0, 1] pixel-space input; eps and every perturbation size are measured before it, in pixel space",
+                    meta.model.preprocessing
+                ),
+            );
+        }
         if ev.targets.is_some() {
             notes.push("targeted: a sample counts as broken when it is classified as one of its targets (tried in turn); samples whose label equals their target are not attacked".into());
         }
@@ -379,6 +397,9 @@ impl Report {
             "model {} ({} parameters) | data {} ({} samples) | seed {}\n",
             self.model.source, self.model.parameters, self.dataset.source, self.samples, self.seed
         );
+        if self.model.preprocessing != "none" {
+            s += &format!("preprocessing: {} (inside the model; eps in pixel space)\n", self.model.preprocessing);
+        }
         s += &format!("clean accuracy: {} ({}/{})\n\n", pct(self.clean_accuracy), self.clean_correct, self.samples);
         let header =
             ["attack", "norm", "eps", "robust", "drop pp", "success", "L∞ mean/med/max", "L2 mean/med/max", "time"];

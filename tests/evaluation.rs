@@ -28,7 +28,13 @@ fn config(attacks: &[&str], eps: &[f64], batch_size: usize) -> EvalConfig {
 
 fn report(ev: &Evaluation) -> Report {
     let meta = Meta {
-        model: ModelInfo { source: "m".into(), input: [1, 28, 28], classes: 10, parameters: 0 },
+        model: ModelInfo {
+            source: "m".into(),
+            input: [1, 28, 28],
+            classes: 10,
+            parameters: 0,
+            preprocessing: "none".into(),
+        },
         dataset: DatasetInfo { source: "d".into(), samples: ev.samples() },
         seed: 7,
         bounds: [0.0, 1.0],

@@ -44,7 +44,7 @@ fn run() -> &'static Run {
         };
         let ev = evaluate_keeping(&model, &data, &cfg, &Silent, 2).unwrap();
         let meta = Meta {
-            model: ModelInfo { source: "builtin:mnist-cnn".into(), input: [1, 28, 28], classes: 10, parameters: 1 },
+            model: ModelInfo { source: "builtin:mnist-cnn".into(), input: [1, 28, 28], classes: 10, parameters: 1, preprocessing: "none".into() },
             dataset: DatasetInfo { source: data.source.clone(), samples: 40 },
             seed: 3,
             bounds: [0.0, 1.0],

@@ -220,7 +220,13 @@ fn robust_accuracy_on_onnx_agrees_with_torchattacks() {
     };
     let ev = evaluate(&model, &data, &cfg, &Silent).unwrap();
     let meta = Meta {
-        model: ModelInfo { source: "mnist_cnn.onnx".into(), input: [1, 28, 28], classes: 10, parameters: 0 },
+        model: ModelInfo {
+            source: "mnist_cnn.onnx".into(),
+            input: [1, 28, 28],
+            classes: 10,
+            parameters: 0,
+            preprocessing: "none".into(),
+        },
         dataset: DatasetInfo { source: "mnist".into(), samples: ev.samples() },
         seed: 7,
         bounds: [0.0, 1.0],

@@ -55,6 +55,7 @@ fn fixture() -> &'static Fixture {
                 input: model.input_shape(),
                 classes: model.num_classes(),
                 parameters: model.parameter_count(),
+                preprocessing: "none".into(),
             },
             dataset: DatasetInfo { source: data.source.clone(), samples: N },
             seed: 3,

@@ -12,6 +12,10 @@ pub enum DatasetError {
 
     #[error("{path}: {message}")]
     Invalid { path: PathBuf, message: String },
+
+    /// A bad loading option (`--resize`, `--center-crop`, `--data-layout`).
+    #[error("{0}")]
+    Options(String),
 }
 
 pub type Result<T, E = DatasetError> = std::result::Result<T, E>;

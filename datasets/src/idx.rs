@@ -50,13 +50,23 @@ pub fn from_bytes(images: &[u8], labels: &[u8], images_path: &Path, labels_path:
     ImageSet::new(images_path.display().to_string(), [1, h, w], pixels, label_values)
 }
 
-fn images_in_folder(dir: &Path) -> Result<PathBuf> {
+/// Whether `dir` holds an `*images-idx3-ubyte[.gz]` file.
+pub fn is_idx_folder(dir: &Path) -> bool {
+    idx_image_files(dir).is_ok_and(|f| !f.is_empty())
+}
+
+fn idx_image_files(dir: &Path) -> Result<Vec<PathBuf>> {
     let entries = std::fs::read_dir(dir).map_err(|e| DatasetError::Io { path: dir.into(), message: e.to_string() })?;
     let mut found: Vec<PathBuf> = entries
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().contains("images-idx3-ubyte")))
         .collect();
     found.sort();
+    Ok(found)
+}
+
+fn images_in_folder(dir: &Path) -> Result<PathBuf> {
+    let mut found = idx_image_files(dir)?;
     // Prefer the test split: robustness is measured on held-out data.
     if let Some(t) = found.iter().find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("t10k"))) {
         return Ok(t.clone());

@@ -3,17 +3,22 @@
 //!
 //! Formats: MNIST-style IDX (raw or gzip; a folder, or the images file with its labels file
 //! beside it), NPY/NPZ (`images` N×C×H×W or N×H×W×C, uint8 or float in [0, 1], and `labels`),
-//! and safetensors (`images`, `labels`).
+//! safetensors (`images`, `labels`), CIFAR-10/100 binary batches, class-per-folder image trees
+//! and `path,label` CSVs (PNG, JPEG, BMP). `docs/DATASETS.md` describes each.
 
+pub mod cifar;
 mod error;
+pub mod folder;
 pub mod idx;
 pub mod npy;
+mod options;
 pub mod safetensors_set;
 pub mod samples;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 pub use error::{DatasetError, Result};
+pub use options::{center_crop_chw, parse_crop, resize_chw, CifarKind, DataLayout, OpenOptions, Resize, RESIZE_FILTER};
 
 /// One labelled image: (C, H, W) values in [0, 1].
 #[derive(Debug, Clone, PartialEq)]
@@ -135,39 +140,111 @@ impl Dataset for ImageSet {
     }
 }
 
-/// Opens a dataset by path, choosing the loader from the extension (or a folder of IDX files).
-pub fn open(path: &Path) -> Result<ImageSet> {
+/// The formats [`open`] tells apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Idx,
+    Npz,
+    Npy,
+    Safetensors,
+    Cifar,
+    ImageFolder,
+    Csv,
+}
+
+/// Decides the format of `path`: by extension for files; for folders, IDX files, CIFAR batches or
+/// class subfolders, in that order.
+pub fn format_of(path: &Path) -> Result<Format> {
     if !path.exists() {
         return Err(DatasetError::Io { path: path.into(), message: "no such file or folder".into() });
     }
     let name = path.file_name().map(|n| n.to_string_lossy().to_ascii_lowercase()).unwrap_or_default();
     if path.is_dir() {
-        return idx::open(path);
+        return if idx::is_idx_folder(path) {
+            Ok(Format::Idx)
+        } else if cifar::is_cifar_folder(path) {
+            Ok(Format::Cifar)
+        } else if folder::is_image_folder(path) {
+            Ok(Format::ImageFolder)
+        } else {
+            Err(DatasetError::Format {
+                path: path.into(),
+                message:
+                    "the folder holds no IDX files, no CIFAR batches and no class subfolders; see docs/DATASETS.md"
+                        .into(),
+            })
+        };
     }
-    if name.ends_with(".npz") {
-        npy::open_npz(path)
+    Ok(if name.ends_with(".npz") {
+        Format::Npz
     } else if name.ends_with(".npy") {
-        npy::open_npy(path)
+        Format::Npy
     } else if name.ends_with(".safetensors") {
-        safetensors_set::open(path)
+        Format::Safetensors
+    } else if name.ends_with(".bin") {
+        Format::Cifar
+    } else if name.ends_with(".csv") {
+        Format::Csv
     } else if name.contains("idx") || name.contains("ubyte") {
-        idx::open(path)
+        Format::Idx
     } else {
-        Err(DatasetError::Format {
+        return Err(DatasetError::Format {
             path: path.into(),
-            message: "unknown dataset format; use IDX (…-images-idx3-ubyte[.gz] or a folder of them), .npz, .npy or .safetensors".into(),
-        })
-    }
+            message: "unknown dataset format; use IDX (…-images-idx3-ubyte[.gz] or a folder of them), .npz, .npy, .safetensors, CIFAR .bin batches, an image folder or a .csv".into(),
+        });
+    })
 }
 
-/// The files [`open`] reads for `path` (an IDX images file and its labels, or the one file), so
-/// that a report can record what its numbers were measured on.
-pub fn input_files(path: &Path) -> Result<Vec<std::path::PathBuf>> {
-    let name = path.file_name().map(|n| n.to_string_lossy().to_ascii_lowercase()).unwrap_or_default();
-    if path.is_dir() || name.contains("idx") || name.contains("ubyte") {
-        idx::files(path)
-    } else {
-        Ok(vec![path.to_path_buf()])
+/// Opens a dataset by path with the default options, choosing the loader by [`format_of`].
+pub fn open(path: &Path) -> Result<ImageSet> {
+    open_with(path, &OpenOptions::default())
+}
+
+/// Opens a dataset by path: loads it, then resizes and crops every image as `opts` asks.
+pub fn open_with(path: &Path, opts: &OpenOptions) -> Result<ImageSet> {
+    let set = match format_of(path)? {
+        Format::Idx => idx::open(path)?,
+        Format::Npz => npy::open_npz(path, opts.layout)?,
+        Format::Npy => npy::open_npy(path, opts.layout)?,
+        Format::Safetensors => safetensors_set::open(path, opts.layout)?,
+        Format::Cifar => cifar::open(path, opts.cifar)?,
+        // Decoded images are resized one by one, as they may differ in size.
+        Format::ImageFolder => return folder::open_tree(path, opts),
+        Format::Csv => return folder::open_csv(path, opts),
+    };
+    fit_all(set, opts)
+}
+
+/// Applies resize and center crop to every image of a set.
+pub fn fit_all(set: ImageSet, opts: &OpenOptions) -> Result<ImageSet> {
+    if opts.resize.is_none() && opts.center_crop.is_none() {
+        return Ok(set);
+    }
+    let mut images = Vec::new();
+    let mut shape = set.shape;
+    for i in 0..set.labels.len() {
+        let (img, s) = opts.fit(set.image(i), set.shape, &set.source)?;
+        images.extend(img);
+        shape = s;
+    }
+    ImageSet::new(set.source, shape, images, set.labels)
+}
+
+/// Every file [`open`] reads for `path` (IDX images and labels, CIFAR batches, each image of a
+/// folder, a CSV and the images it lists, or the one file), so that a report can record what
+/// its numbers were measured on.
+pub fn input_files(path: &Path) -> Result<Vec<PathBuf>> {
+    match format_of(path)? {
+        Format::Idx => idx::files(path),
+        Format::Cifar => cifar::files(path),
+        Format::ImageFolder => Ok(folder::tree_entries(path)?.into_iter().map(|(p, _)| p).collect()),
+        Format::Csv => {
+            let mut files = vec![path.to_path_buf()];
+            files.extend(folder::csv_entries(path)?.into_iter().map(|(p, _)| p));
+            Ok(files)
+        }
+        Format::Npy => Ok(vec![path.to_path_buf(), npy::labels_path(path)?]),
+        Format::Npz | Format::Safetensors => Ok(vec![path.to_path_buf()]),
     }
 }
 
@@ -191,19 +268,20 @@ pub(crate) fn to_chw(values: Vec<f32>, n: usize, dims: [usize; 3], channels_last
     (out, [c, h, w])
 }
 
-/// Decides the layout of a 4-D image array: channels first if dim 1 is a plausible channel count.
-pub(crate) fn layout(dims: &[usize]) -> Option<(usize, [usize; 3], bool)> {
+/// Decides the layout of an image array: N×H×W is one channel; a 4-D array follows `layout`,
+/// and under [`DataLayout::Auto`] is N×H×W×C only when the last axis is a plausible channel count
+/// (1, 3 or 4) and the second is not, else N×C×H×W.
+pub(crate) fn layout(dims: &[usize], layout: DataLayout) -> Option<(usize, [usize; 3], bool)> {
     match *dims {
         [n, h, w] => Some((n, [1, h, w], false)),
         [n, a, b, c] => {
             let chan = |d: usize| d == 1 || d == 3 || d == 4;
-            if chan(a) && !chan(c) {
-                Some((n, [a, b, c], false))
-            } else if chan(c) {
-                Some((n, [a, b, c], true))
-            } else {
-                Some((n, [a, b, c], false))
-            }
+            let channels_last = match layout {
+                DataLayout::Nchw => false,
+                DataLayout::Nhwc => true,
+                DataLayout::Auto => chan(c) && !chan(a),
+            };
+            Some((n, [a, b, c], channels_last))
         }
         _ => None,
     }

@@ -3,12 +3,12 @@
 //! (scaled by 1/255) or float in [0, 1]; labels any integer type.
 
 use std::io::Cursor;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use ndarray::{ArrayD, IxDyn};
 use ndarray_npy::{NpzReader, ReadNpyExt, ReadableElement};
 
-use crate::{layout, to_chw, DatasetError, ImageSet, Result};
+use crate::{layout, to_chw, DataLayout, DatasetError, ImageSet, Result};
 
 /// Where one array lives: a member of an .npz archive, or a whole .npy file.
 enum Source<'a> {
@@ -63,8 +63,8 @@ impl Source<'_> {
     }
 }
 
-/// Opens an `.npz` archive with arrays `images` and `labels`.
-pub fn open_npz(path: &Path) -> Result<ImageSet> {
+/// Opens an `.npz` archive with arrays `images` and `labels`; 4-D images are read as `layout` says.
+pub fn open_npz(path: &Path, layout: DataLayout) -> Result<ImageSet> {
     let bytes = std::fs::read(path).map_err(|e| DatasetError::Io { path: path.into(), message: e.to_string() })?;
     let fmt = |message: String| DatasetError::Format { path: path.into(), message };
     let names = NpzReader::new(Cursor::new(&bytes))
@@ -80,11 +80,11 @@ pub fn open_npz(path: &Path) -> Result<ImageSet> {
     }
     let images = Source::Npz(&bytes, "images").images(path)?;
     let labels = Source::Npz(&bytes, "labels").labels(path)?;
-    assemble(path, images, labels)
+    assemble(path, images, labels, layout)
 }
 
-/// Opens an images `.npy` file and the labels `.npy` beside it.
-pub fn open_npy(path: &Path) -> Result<ImageSet> {
+/// The labels file beside an images `.npy` file: the first `images` in the name becomes `labels`.
+pub fn labels_path(path: &Path) -> Result<PathBuf> {
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     if !name.contains("images") {
         return Err(DatasetError::Format {
@@ -94,7 +94,12 @@ pub fn open_npy(path: &Path) -> Result<ImageSet> {
                     .into(),
         });
     }
-    let labels_path = path.with_file_name(name.replacen("images", "labels", 1));
+    Ok(path.with_file_name(name.replacen("images", "labels", 1)))
+}
+
+/// Opens an images `.npy` file and the labels `.npy` beside it; 4-D images are read as `layout` says.
+pub fn open_npy(path: &Path, layout: DataLayout) -> Result<ImageSet> {
+    let labels_path = labels_path(path)?;
     let img = std::fs::read(path).map_err(|e| DatasetError::Io { path: path.into(), message: e.to_string() })?;
     let lab = std::fs::read(&labels_path).map_err(|e| DatasetError::Io {
         path: labels_path.clone(),
@@ -102,12 +107,17 @@ pub fn open_npy(path: &Path) -> Result<ImageSet> {
     })?;
     let images = Source::Npy(&img).images(path)?;
     let labels = Source::Npy(&lab).labels(&labels_path)?;
-    assemble(path, images, labels)
+    assemble(path, images, labels, layout)
 }
 
 /// Builds an image set from a flat array of any supported layout.
-pub(crate) fn assemble(path: &Path, (values, dims): (Vec<f32>, Vec<usize>), labels: Vec<u32>) -> Result<ImageSet> {
-    let Some((n, d, channels_last)) = layout(&dims) else {
+pub(crate) fn assemble(
+    path: &Path,
+    (values, dims): (Vec<f32>, Vec<usize>),
+    labels: Vec<u32>,
+    order: DataLayout,
+) -> Result<ImageSet> {
+    let Some((n, d, channels_last)) = layout(&dims, order) else {
         return Err(DatasetError::Format {
             path: path.into(),
             message: format!("images have shape {dims:?}; expected N×C×H×W, N×H×W×C or N×H×W"),

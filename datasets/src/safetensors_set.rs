@@ -6,9 +6,10 @@ use std::path::Path;
 use candle_core::{DType, Device};
 
 use crate::npy::assemble;
-use crate::{DatasetError, ImageSet, Result};
+use crate::{DataLayout, DatasetError, ImageSet, Result};
 
-pub fn open(path: &Path) -> Result<ImageSet> {
+/// Opens a safetensors dataset; 4-D images are read as `layout` says.
+pub fn open(path: &Path, layout: DataLayout) -> Result<ImageSet> {
     let bytes = std::fs::read(path).map_err(|e| DatasetError::Io { path: path.into(), message: e.to_string() })?;
     let fmt = |message: String| DatasetError::Format { path: path.into(), message };
     let map = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu)
@@ -49,5 +50,5 @@ pub fn open(path: &Path) -> Result<ImageSet> {
         .iter()
         .map(|&l| u32::try_from(l).map_err(|_| fmt(format!("label {l} is not a class index"))))
         .collect::<Result<Vec<_>>>()?;
-    assemble(path, (values, dims), labels)
+    assemble(path, (values, dims), labels, layout)
 }
