@@ -1,6 +1,7 @@
 //! The ONNX executor: parse (pure Rust, `prost`), prepare once, run many times on candle ops with
 //! the input gradient from candle's autograd. See docs/ONNX.md.
 
+pub mod builder;
 pub mod graph;
 mod inspect;
 pub mod node;
@@ -149,14 +150,16 @@ impl OnnxModel {
                         }
                         (Dim::Fixed(v), _) => *v,
                         (Dim::Free(_), Some(g)) => g[a],
-                        (Dim::Free(_), None) => return Err(err(
-                            path,
-                            format!(
+                        (Dim::Free(_), None) => {
+                            return Err(err(
+                                path,
+                                format!(
                                 "input `{}` {} leaves its size open; give it with --input-shape C,H,W (e.g. 3,224,224)",
                                 input.name,
                                 input.shape_text()
                             ),
-                        )),
+                            ))
+                        }
                     };
                 }
                 Ok((shape, false))
