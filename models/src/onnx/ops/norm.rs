@@ -21,7 +21,7 @@ pub fn batch_normalization(ctx: &Ctx, inputs: &[Option<Tensor>]) -> Out {
     }
     let x = ctx.input(inputs, 0)?;
     let [scale, bias, mean, var] =
-        [1, 2, 3, 4].map(|i| ctx.input(inputs, i).and_then(|t| Ok(channel(&t.to_dtype(x.dtype())?, x.rank())?)));
+        [1, 2, 3, 4].map(|i| ctx.input(inputs, i).and_then(|t| channel(&t.to_dtype(x.dtype())?, x.rank())));
     let eps = ctx.float("epsilon", 1e-5) as f64;
     let inv = (var? + eps)?.sqrt()?.recip()?;
     let a = (scale? * inv)?;

@@ -80,7 +80,7 @@ fn arg(ctx: &Ctx, inputs: &[Option<Tensor>], max: bool) -> Out {
     let n = x.dims()[axis];
     let x = if last {
         let rev = Tensor::from_vec((0..n as u32).rev().collect::<Vec<_>>(), n, x.device())?;
-        x.index_select(&rev, axis)?
+        x.contiguous()?.index_select(&rev, axis)?
     } else {
         x
     };
