@@ -236,6 +236,10 @@ pub fn or(ctx: &Ctx, inputs: &[Option<Tensor>]) -> Out {
     compare(ctx, inputs, |a, b| a.ne(0u8)?.maximum(&b.ne(0u8)?))
 }
 
+pub fn xor(ctx: &Ctx, inputs: &[Option<Tensor>]) -> Out {
+    compare(ctx, inputs, |a, b| a.ne(0u8)?.ne(&b.ne(0u8)?))
+}
+
 pub fn where_op(ctx: &Ctx, inputs: &[Option<Tensor>]) -> Out {
     let (c, x, y) = (ctx.input(inputs, 0)?, ctx.input(inputs, 1)?, ctx.input(inputs, 2)?);
     let shape = broadcast_shape(ctx, &broadcast_shape(ctx, c.dims(), x.dims())?, y.dims())?;
