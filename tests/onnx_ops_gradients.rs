@@ -816,6 +816,112 @@ fn cases() -> Vec<Case> {
             .string("mode", "linear"),
     );
 
+    // Trigonometric and hyperbolic functions, thresholds, Mod.
+    let unit = Gen::Uniform(-0.9, 0.9);
+    for (op, g) in [
+        ("Sin", Gen::Uniform(-3.0, 3.0)),
+        ("Cos", Gen::Uniform(-3.0, 3.0)),
+        ("Tan", Gen::Uniform(-1.2, 1.2)),
+        ("Asin", unit.clone()),
+        ("Acos", unit.clone()),
+        ("Atan", Gen::Uniform(-3.0, 3.0)),
+        ("Sinh", Gen::Uniform(-2.0, 2.0)),
+        ("Cosh", Gen::Uniform(-2.0, 2.0)),
+        ("Asinh", Gen::Uniform(-3.0, 3.0)),
+        ("Acosh", Gen::Uniform(1.2, 3.0)),
+        ("Atanh", unit.clone()),
+    ] {
+        c.push(case(op, 9).var_gen(&[2, 3], g));
+    }
+    c.push(case("ThresholdedRelu", 10).var_gen(&[3, 4], Gen::Away(-1.0, 1.0, vec![0.3], 0.05)).float("alpha", 0.3));
+    c.push(
+        case("Shrink", 9)
+            .var_gen(&[3, 4], Gen::Away(-1.0, 1.0, vec![-0.4, 0.4], 0.05))
+            .float("lambd", 0.4)
+            .float("bias", 0.1),
+    );
+    c.push(
+        case("Mod", 13)
+            .label("fmod")
+            .var_gen(&[2, 3], Gen::Uniform(-3.0, 3.0))
+            .var_gen(&[3], Gen::Uniform(0.7, 1.3))
+            .int("fmod", 1),
+    );
+
+    // Further reductions.
+    for (op, g) in [
+        ("ReduceL1", nz.clone()),
+        ("ReduceSumSquare", Gen::Uniform(-1.0, 1.0)),
+        ("ReduceLogSum", Gen::Uniform(0.2, 2.0)),
+        ("ReduceLogSumExp", Gen::Uniform(-2.0, 2.0)),
+        ("ReduceProd", Gen::Uniform(-1.5, 1.5)),
+    ] {
+        c.push(case(op, 13).label("axes attribute").var_gen(&[2, 3, 4], g.clone()).ints("axes", &[0, 2]));
+        c.push(
+            case(op, 18)
+                .label("axes input, keepdims 0")
+                .var_gen(&[2, 3, 4], g.clone())
+                .ci64(&[1], vec![-1])
+                .int("keepdims", 0),
+        );
+    }
+    c.push(case("TopK", 11).label("largest").var_gen(&[3, 5], d(-1.0, 1.0)).ci64(&[1], vec![3]).outputs(2));
+    c.push(
+        case("TopK", 11)
+            .label("smallest, axis 0")
+            .var_gen(&[4, 3], d(-1.0, 1.0))
+            .ci64(&[1], vec![2])
+            .int("axis", 0)
+            .int("largest", 0)
+            .outputs(2),
+    );
+
+    // Normalization and data movement.
+    c.push(
+        case("LRN", 13)
+            .label("size 3")
+            .var(&[2, 5, 3, 3])
+            .int("size", 3)
+            .float("alpha", 0.5)
+            .float("beta", 0.75)
+            .float("bias", 1.5),
+    );
+    c.push(case("LRN", 13).label("size 4").var(&[1, 6, 2, 2]).int("size", 4).float("alpha", 0.3));
+    c.push(case("MeanVarianceNormalization", 13).label("default axes").var(&[2, 3, 4, 2]));
+    c.push(case("MeanVarianceNormalization", 13).label("axes 1").var(&[2, 3, 4]).ints("axes", &[1]));
+    c.push(
+        case("GatherElements", 13).label("axis 0, negative").var(&[3, 4]).ci64(&[2, 4], vec![0, -1, 2, 1, 2, 2, 0, -3]),
+    );
+    c.push(
+        case("GatherElements", 13).label("axis 1, smaller").var(&[3, 4]).ci64(&[2, 2], vec![3, 0, 1, 1]).int("axis", 1),
+    );
+    c.push(case("DepthToSpace", 13).label("DCR").var(&[1, 8, 2, 3]).int("blocksize", 2));
+    c.push(case("DepthToSpace", 13).label("CRD").var(&[1, 8, 2, 3]).int("blocksize", 2).string("mode", "CRD"));
+    c.push(case("SpaceToDepth", 13).var(&[1, 2, 4, 6]).int("blocksize", 2));
+    c.push(case("Trilu", 14).label("upper, k 1").var(&[2, 3, 4]).ci64(&[], vec![1]));
+    c.push(case("Trilu", 14).label("lower, k -1").var(&[3, 4]).ci64(&[], vec![-1]).int("upper", 0));
+    c.push(case("CastLike", 15).var(&[2, 3]).cf64(&[1], vec![0.0]));
+    for (eq, shapes) in [
+        ("bij,bjk->bik", vec![vec![2, 3, 4], vec![2, 4, 5]]),
+        ("bhid,bhjd->bhij", vec![vec![2, 2, 3, 4], vec![2, 2, 5, 4]]),
+        ("ij,jk->ik", vec![vec![3, 4], vec![4, 2]]),
+        ("bi,bi->b", vec![vec![3, 4], vec![3, 4]]),
+        ("ij,jk", vec![vec![3, 4], vec![4, 2]]),
+        ("i,j->ij", vec![vec![3], vec![4]]),
+        ("ii->i", vec![vec![4, 4]]),
+        ("...ij->...ji", vec![vec![2, 3, 4]]),
+        ("bij->", vec![vec![2, 3, 4]]),
+        ("ij,jk,kl->il", vec![vec![2, 3], vec![3, 4], vec![4, 2]]),
+        ("...ij,...jk->...ik", vec![vec![2, 1, 3, 4], vec![3, 4, 2]]),
+        ("bn,anm,bm->ba", vec![vec![2, 3], vec![4, 3, 5], vec![2, 5]]),
+    ] {
+        let mut e = case("Einsum", 12).label(eq).string("equation", eq);
+        for shape in shapes {
+            e = e.var(&shape);
+        }
+        c.push(e);
+    }
+
     // Strided (transposed) inputs and output gradients through the index-based builders.
     c.push(
         case("Gather", 13)
@@ -1047,4 +1153,9 @@ fn forward_values_match_hand_computed_ones() {
         .float("alpha", 2.0)
         .float("beta", 0.5);
     assert_close(forward(gemm, vec![vec![1.0, 2.0]]), &[2.5, 4.5, 6.5], &[1, 3], "Gemm");
+    // Einsum diagonal and TopK values.
+    let diag = case("Einsum", 12).var(&[2, 2]).string("equation", "ii->i");
+    assert_close(forward(diag, vec![vec![1.0, 2.0, 3.0, 4.0]]), &[1.0, 4.0], &[2], "Einsum ii->i");
+    let topk = case("TopK", 11).var(&[5]).ci64(&[1], vec![2]).outputs(2);
+    assert_close(forward(topk, vec![vec![3.0, 1.0, 4.0, 1.0, 5.0]]), &[5.0, 4.0], &[2], "TopK");
 }
