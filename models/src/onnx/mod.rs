@@ -1,6 +1,7 @@
 //! The ONNX executor: parse (pure Rust, `prost`), prepare once, run many times on candle ops with
 //! the input gradient from candle's autograd. See docs/ONNX.md.
 
+pub mod builder;
 pub mod graph;
 mod inspect;
 pub mod node;

@@ -109,7 +109,7 @@ fn subsample(x: &Tensor, axis: usize, step: usize) -> Result<Tensor> {
     let n = x.dims()[axis];
     let idx: Vec<u32> = (0..n as u32).step_by(step).collect();
     let len = idx.len();
-    Ok(x.index_select(&Tensor::from_vec(idx, len, x.device())?, axis)?)
+    Ok(x.contiguous()?.index_select(&Tensor::from_vec(idx, len, x.device())?, axis)?)
 }
 
 /// 2-D convolution with per-axis stride/dilation and asymmetric pads.
@@ -219,7 +219,7 @@ pub fn conv_transpose(ctx: &Ctx, inputs: &[Option<Tensor>]) -> Out {
         kw,
     ))?;
     let flip = |n: usize| Tensor::from_vec((0..n as u32).rev().collect::<Vec<_>>(), n, x.device());
-    let wk = wk.index_select(&flip(kh)?, 2)?.index_select(&flip(kw)?, 3)?.to_dtype(x.dtype())?;
+    let wk = wk.contiguous()?.index_select(&flip(kh)?, 2)?.index_select(&flip(kw)?, 3)?.to_dtype(x.dtype())?;
     let s = Spatial { kernel, stride: [1, 1], dilation, pads: [0; 4] };
     let mut y = conv2d_general(&z, &wk, &s, g)?;
     if let Some(bias) = ctx.opt(inputs, 2) {

@@ -60,7 +60,9 @@ pub fn pow(ctx: &Ctx, inputs: &[Option<Tensor>]) -> Out {
     let (x, y) = (ctx.input(inputs, 0)?, ctx.input(inputs, 1)?);
     let dtype = x.dtype();
     let xf = if dtype.is_float() { x.clone() } else { x.to_dtype(DType::F64)? };
-    let out = if y.elem_count() == 1 {
+    // A constant one-value exponent takes the cheap, exact paths; an exponent that carries a
+    // gradient goes through the general formula so that it gets one.
+    let out = if y.elem_count() == 1 && !y.track_op() {
         let e = y.flatten_all()?.to_dtype(DType::F64)?.to_vec1::<f64>()?[0];
         let shape = broadcast_shape(ctx, x.dims(), y.dims())?;
         let r = if e == 1.0 {
@@ -232,6 +234,10 @@ pub fn and(ctx: &Ctx, inputs: &[Option<Tensor>]) -> Out {
 
 pub fn or(ctx: &Ctx, inputs: &[Option<Tensor>]) -> Out {
     compare(ctx, inputs, |a, b| a.ne(0u8)?.maximum(&b.ne(0u8)?))
+}
+
+pub fn xor(ctx: &Ctx, inputs: &[Option<Tensor>]) -> Out {
+    compare(ctx, inputs, |a, b| a.ne(0u8)?.ne(&b.ne(0u8)?))
 }
 
 pub fn where_op(ctx: &Ctx, inputs: &[Option<Tensor>]) -> Out {

@@ -13,10 +13,14 @@ use crate::Result;
 
 mod activation;
 mod conv;
+mod einsum;
 mod elementwise;
+mod layout;
 mod linalg;
+mod math;
 mod norm;
 mod pool;
+mod quant;
 mod reduce;
 mod resize;
 mod shape;
@@ -64,9 +68,12 @@ pub static REGISTRY: &[OpDef] = &[
     op("InstanceNormalization", norm::instance_normalization, Yes),
     op("LayerNormalization", norm::layer_normalization, Yes),
     op("GroupNormalization", norm::group_normalization, Yes),
+    op("LRN", norm::lrn, Yes),
+    op("MeanVarianceNormalization", norm::mean_variance_normalization, Yes),
     // linear algebra
     op("Gemm", linalg::gemm, Yes),
     op("MatMul", linalg::matmul, Yes),
+    op("Einsum", einsum::einsum, Yes),
     // elementwise arithmetic
     op("Add", elementwise::add, Yes),
     op("Sub", elementwise::sub, Yes),
@@ -84,6 +91,18 @@ pub static REGISTRY: &[OpDef] = &[
     op("Sum", elementwise::sum, Yes),
     op("Mean", elementwise::mean, Yes),
     op("Erf", elementwise::erf, Yes),
+    op("Mod", math::modulo, Yes),
+    op("Sin", math::sin, Yes),
+    op("Cos", math::cos, Yes),
+    op("Tan", math::tan, Yes),
+    op("Asin", math::asin, Yes),
+    op("Acos", math::acos, Yes),
+    op("Atan", math::atan, Yes),
+    op("Sinh", math::sinh, Yes),
+    op("Cosh", math::cosh, Yes),
+    op("Asinh", math::asinh, Yes),
+    op("Acosh", math::acosh, Yes),
+    op("Atanh", math::atanh, Yes),
     op("Floor", elementwise::floor, Masked),
     op("Ceil", elementwise::ceil, Masked),
     op("Round", elementwise::round, Masked),
@@ -97,6 +116,9 @@ pub static REGISTRY: &[OpDef] = &[
     op("Not", elementwise::not, NotNeeded),
     op("And", elementwise::and, NotNeeded),
     op("Or", elementwise::or, NotNeeded),
+    op("Xor", elementwise::xor, NotNeeded),
+    op("IsNaN", math::is_nan, NotNeeded),
+    op("IsInf", math::is_inf, NotNeeded),
     op("Where", elementwise::where_op, Yes),
     // activations
     op("Relu", activation::relu, Yes),
@@ -109,18 +131,27 @@ pub static REGISTRY: &[OpDef] = &[
     op("HardSigmoid", activation::hard_sigmoid, Yes),
     op("HardSwish", activation::hard_swish, Yes),
     op("Tanh", activation::tanh, Yes),
+    op("ThresholdedRelu", math::thresholded_relu, Yes),
+    op("Shrink", math::shrink, Yes),
     op("Softplus", activation::softplus, Yes),
     op("Softsign", activation::softsign, Yes),
     op("Clip", activation::clip, Yes),
     op("Gelu", activation::gelu, Yes),
     op("Softmax", activation::softmax, Yes),
     op("LogSoftmax", activation::log_softmax, Yes),
+    op("Hardmax", layout::hardmax, Masked),
     // reductions
     op("ReduceMean", reduce::reduce_mean, Yes),
     op("ReduceSum", reduce::reduce_sum, Yes),
     op("ReduceMax", reduce::reduce_max, Yes),
     op("ReduceMin", reduce::reduce_min, Yes),
     op("ReduceL2", reduce::reduce_l2, Yes),
+    op("ReduceL1", reduce::reduce_l1, Yes),
+    op("ReduceSumSquare", reduce::reduce_sum_square, Yes),
+    op("ReduceLogSum", reduce::reduce_log_sum, Yes),
+    op("ReduceLogSumExp", reduce::reduce_log_sum_exp, Yes),
+    op("ReduceProd", reduce::reduce_prod, Yes),
+    op("TopK", layout::top_k, Yes),
     op("ArgMax", reduce::arg_max, Masked),
     op("ArgMin", reduce::arg_min, Masked),
     // shapes and data movement
@@ -133,6 +164,10 @@ pub static REGISTRY: &[OpDef] = &[
     op("Split", shape::split, Yes),
     op("Slice", shape::slice, Yes),
     op("Gather", shape::gather, Yes),
+    op("GatherElements", layout::gather_elements, Yes),
+    op("DepthToSpace", layout::depth_to_space, Yes),
+    op("SpaceToDepth", layout::space_to_depth, Yes),
+    op("Trilu", layout::trilu, Yes),
     op("Expand", shape::expand, Yes),
     op("Tile", shape::tile, Yes),
     op("Pad", shape::pad, Yes),
@@ -143,9 +178,17 @@ pub static REGISTRY: &[OpDef] = &[
     op("Shape", shape::shape, NotNeeded),
     op("Size", shape::size, NotNeeded),
     op("Cast", shape::cast, Yes),
+    op("CastLike", layout::cast_like, Yes),
+    op("EyeLike", layout::eye_like, NotNeeded),
+    op("OneHot", layout::one_hot, NotNeeded),
+    op("NonZero", layout::non_zero, NotNeeded),
     op("Range", shape::range, NotNeeded),
     op("Resize", resize::resize, Yes),
     op("Upsample", resize::upsample, Yes),
+    // quantization
+    op("QuantizeLinear", quant::quantize_linear, Masked),
+    op("DequantizeLinear", quant::dequantize_linear, Masked),
+    op("DynamicQuantizeLinear", quant::dynamic_quantize_linear, Masked),
 ];
 
 /// The registry entry of an operator of the default ONNX domain.

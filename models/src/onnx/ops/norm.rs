@@ -21,7 +21,7 @@ pub fn batch_normalization(ctx: &Ctx, inputs: &[Option<Tensor>]) -> Out {
     }
     let x = ctx.input(inputs, 0)?;
     let [scale, bias, mean, var] =
-        [1, 2, 3, 4].map(|i| ctx.input(inputs, i).and_then(|t| Ok(channel(&t.to_dtype(x.dtype())?, x.rank())?)));
+        [1, 2, 3, 4].map(|i| ctx.input(inputs, i).and_then(|t| channel(&t.to_dtype(x.dtype())?, x.rank())));
     let eps = ctx.float("epsilon", 1e-5) as f64;
     let inv = (var? + eps)?.sqrt()?.recip()?;
     let a = (scale? * inv)?;
@@ -86,4 +86,43 @@ pub fn group_normalization(ctx: &Ctx, inputs: &[Option<Tensor>]) -> Out {
         channel(&v, x.rank())
     };
     Ok(vec![y.broadcast_mul(&per_channel(scale)?)?.broadcast_add(&per_channel(bias)?)?])
+}
+
+/// Local response normalization across channels: x / (bias + α/size · Σ x²)^β over a window of
+/// `size` channels (⌊(size−1)/2⌋ before, ⌈(size−1)/2⌉ after).
+pub fn lrn(ctx: &Ctx, inputs: &[Option<Tensor>]) -> Out {
+    let x = ctx.input(inputs, 0)?;
+    let size = ctx.int("size", 0);
+    if size <= 0 || x.rank() < 3 {
+        return Err(ctx.err(format!("size {size} must be positive and the input (N, C, …)")));
+    }
+    let size = size as usize;
+    let (alpha, beta, bias) =
+        (ctx.float("alpha", 1e-4) as f64, ctx.float("beta", 0.75) as f64, ctx.float("bias", 1.0) as f64);
+    let c = x.dims()[1];
+    let before = (size - 1) / 2;
+    let sq = x.sqr()?.pad_with_zeros(1, before, size - 1 - before)?;
+    let mut window = sq.narrow(1, 0, c)?;
+    for i in 1..size {
+        window = (window + sq.narrow(1, i, c)?)?;
+    }
+    let denom = window.affine(alpha / size as f64, bias)?.powf(beta)?;
+    Ok(vec![(x / denom)?])
+}
+
+/// (x − mean) / (σ + 1e-9) over `axes` (default N, H, W), as the ONNX function defines it.
+pub fn mean_variance_normalization(ctx: &Ctx, inputs: &[Option<Tensor>]) -> Out {
+    let x = ctx.input(inputs, 0)?;
+    let axes = ctx.ints("axes").unwrap_or_else(|| vec![0, 2, 3]);
+    let axes: Vec<usize> = axes.iter().map(|&a| ctx.axis(a, x.rank())).collect::<Result<_>>()?;
+    let mut mean = x.clone();
+    for &a in &axes {
+        mean = mean.mean_keepdim(a)?;
+    }
+    let centered = x.broadcast_sub(&mean)?;
+    let mut var = centered.sqr()?;
+    for &a in &axes {
+        var = var.mean_keepdim(a)?;
+    }
+    Ok(vec![centered.broadcast_div(&(var.sqrt()? + 1e-9)?)?])
 }

@@ -92,7 +92,8 @@ fn pool2d(ctx: &Ctx, x: &Tensor, s: &Spatial, ceil: bool, mode: Mode) -> Result<
         }
         Ok(Tensor::stack(&all, 4)?)
     };
-    let windows = taps(&xp)?;
+    // candle's index_select reads only contiguous sources.
+    let windows = taps(&xp.contiguous()?)?;
     match mode {
         Mode::Max => {
             let first = windows.detach().argmax_keepdim(4)?;

@@ -1,7 +1,8 @@
-//! ReduceMean/Sum/Max/Min/L2 and ArgMax/ArgMin.
+//! ReduceMean/Sum/Max/Min/L2/L1/SumSquare/LogSum/LogSumExp/Prod and ArgMax/ArgMin.
 
 use candle_core::{DType, Tensor};
 
+use super::elementwise::map_f64;
 use crate::onnx::node::Ctx;
 use crate::Result;
 
@@ -14,6 +15,26 @@ enum Kind {
     Max,
     Min,
     L2,
+    L1,
+    SumSquare,
+    LogSum,
+    LogSumExp,
+    Prod,
+}
+
+/// The product along `axis` (kept), as a chain of products of slices.
+fn prod_keepdim(x: &Tensor, axis: usize) -> Result<Tensor> {
+    let n = x.dims()[axis];
+    if n == 0 {
+        let mut shape = x.dims().to_vec();
+        shape[axis] = 1;
+        return Ok(Tensor::ones(shape, x.dtype(), x.device())?);
+    }
+    let mut y = x.narrow(axis, 0, 1)?;
+    for i in 1..n {
+        y = (y * x.narrow(axis, i, 1)?)?;
+    }
+    Ok(y)
 }
 
 fn reduce(ctx: &Ctx, inputs: &[Option<Tensor>], kind: Kind) -> Out {
@@ -32,17 +53,37 @@ fn reduce(ctx: &Ctx, inputs: &[Option<Tensor>], kind: Kind) -> Out {
         _ if ctx.int("noop_with_empty_axes", 0) != 0 => return Ok(vec![x.clone()]),
         _ => (0..x.rank()).collect(),
     };
-    let mut y = if kind == Kind::L2 { x.sqr()? } else { x.clone() };
+    let mut y = match kind {
+        Kind::L2 | Kind::SumSquare => x.sqr()?,
+        Kind::L1 => x.abs()?,
+        _ => x.clone(),
+    };
+    // log Σ exp(x) = m + log Σ exp(x − m) with m the (detached) maximum, finite for large x.
+    let mut shift = None;
+    if kind == Kind::LogSumExp {
+        let mut m = x.detach();
+        for &a in &axes {
+            m = m.max_keepdim(a)?;
+        }
+        // An all −∞ slice keeps its −∞ without producing NaN.
+        let m = map_f64(&m, |v| if v.is_finite() { v } else { 0.0 })?;
+        y = y.broadcast_sub(&m)?.exp()?;
+        shift = Some(m);
+    }
     for &a in &axes {
         y = match kind {
             Kind::Mean => y.mean_keepdim(a)?,
-            Kind::Sum | Kind::L2 => y.sum_keepdim(a)?,
+            Kind::Sum | Kind::L2 | Kind::L1 | Kind::SumSquare | Kind::LogSum | Kind::LogSumExp => y.sum_keepdim(a)?,
             Kind::Max => y.max_keepdim(a)?,
             Kind::Min => y.min_keepdim(a)?,
+            Kind::Prod => prod_keepdim(&y, a)?,
         };
     }
-    if kind == Kind::L2 {
-        y = y.sqrt()?;
+    match kind {
+        Kind::L2 => y = y.sqrt()?,
+        Kind::LogSum => y = y.log()?,
+        Kind::LogSumExp => y = (y.log()? + shift.expect("set above"))?,
+        _ => {}
     }
     if !keepdims {
         for &a in axes.iter().rev() {
@@ -72,6 +113,26 @@ pub fn reduce_l2(ctx: &Ctx, inputs: &[Option<Tensor>]) -> Out {
     reduce(ctx, inputs, Kind::L2)
 }
 
+pub fn reduce_l1(ctx: &Ctx, inputs: &[Option<Tensor>]) -> Out {
+    reduce(ctx, inputs, Kind::L1)
+}
+
+pub fn reduce_sum_square(ctx: &Ctx, inputs: &[Option<Tensor>]) -> Out {
+    reduce(ctx, inputs, Kind::SumSquare)
+}
+
+pub fn reduce_log_sum(ctx: &Ctx, inputs: &[Option<Tensor>]) -> Out {
+    reduce(ctx, inputs, Kind::LogSum)
+}
+
+pub fn reduce_log_sum_exp(ctx: &Ctx, inputs: &[Option<Tensor>]) -> Out {
+    reduce(ctx, inputs, Kind::LogSumExp)
+}
+
+pub fn reduce_prod(ctx: &Ctx, inputs: &[Option<Tensor>]) -> Out {
+    reduce(ctx, inputs, Kind::Prod)
+}
+
 fn arg(ctx: &Ctx, inputs: &[Option<Tensor>], max: bool) -> Out {
     let x = ctx.input(inputs, 0)?.detach();
     let axis = ctx.axis(ctx.int("axis", 0), x.rank())?;
@@ -80,7 +141,7 @@ fn arg(ctx: &Ctx, inputs: &[Option<Tensor>], max: bool) -> Out {
     let n = x.dims()[axis];
     let x = if last {
         let rev = Tensor::from_vec((0..n as u32).rev().collect::<Vec<_>>(), n, x.device())?;
-        x.index_select(&rev, axis)?
+        x.contiguous()?.index_select(&rev, axis)?
     } else {
         x
     };

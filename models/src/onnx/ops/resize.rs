@@ -22,10 +22,11 @@ fn resize_axis(
     out: usize,
     scale: f64,
     interp: Interp,
-    coord: &str,
-    nearest: &str,
+    (coord, nearest): (&str, &str),
 ) -> Result<Tensor> {
     let n = x.dims()[axis];
+    // candle's index_select reads only contiguous sources.
+    let x = &x.contiguous()?;
     let original = |i: usize| -> Result<f64> {
         let i = i as f64;
         Ok(match coord {
@@ -104,7 +105,7 @@ fn run(ctx: &Ctx, x: &Tensor, sizes: Vec<usize>, scales: Vec<f64>, interp: Inter
         if sizes[axis] == x.dims()[axis] && scales[axis] == 1.0 {
             continue;
         }
-        y = resize_axis(ctx, &y, axis, sizes[axis], scales[axis], interp, coord, nearest)?;
+        y = resize_axis(ctx, &y, axis, sizes[axis], scales[axis], interp, (coord, nearest))?;
     }
     Ok(vec![y])
 }

@@ -23,7 +23,8 @@ fn take(x: &Tensor, axis: usize, idx: Vec<u32>) -> Result<Tensor> {
         shape[axis] = 0;
         return Ok(Tensor::zeros(shape, x.dtype(), x.device())?);
     }
-    Ok(x.index_select(&ids(idx, x)?, axis)?)
+    // candle's index_select reads only contiguous sources.
+    Ok(x.contiguous()?.index_select(&ids(idx, x)?, axis)?)
 }
 
 pub fn flatten(ctx: &Ctx, inputs: &[Option<Tensor>]) -> Out {
