@@ -280,8 +280,8 @@ fn image_folder_classes_sorted_files_sorted_pixels_chw() {
     for (i, seed) in [3, 2, 1, 0].into_iter().enumerate() {
         for (y, x) in [(0, 0), (1, 2), (0, 1)] {
             let want = rgb_pattern(seed)(y as u32, x as u32);
-            for c in 0..3 {
-                assert_eq!(px(&set, i, c, y, x), want[c] as f32 / 255.0, "sample {i} ({c}, {y}, {x})");
+            for (c, &v) in want.iter().enumerate() {
+                assert_eq!(px(&set, i, c, y, x), v as f32 / 255.0, "sample {i} ({c}, {y}, {x})");
             }
         }
     }
