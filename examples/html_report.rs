@@ -11,12 +11,13 @@ use std::path::PathBuf;
 use anyhow::Context;
 use candle_core::Device;
 use gauntlet::attacks::{Norm, Registry};
+use gauntlet::checks;
 use gauntlet::datasets::samples as datasets;
 use gauntlet::eval::{evaluate_keeping, EvalConfig, Silent};
 use gauntlet::gate::Gate;
 use gauntlet::models::{zoo, Classifier};
+use gauntlet::report::html;
 use gauntlet::report::{DatasetInfo, Meta, ModelInfo, Report, RunInfo};
-use gauntlet::{adversarial, checks, html, samples};
 
 const GATE: &str = r#"
 [[rule]]
@@ -79,7 +80,7 @@ fn main() -> anyhow::Result<()> {
         report.checks = checks::run(&model, &data, &cfg, &ev, &registry, 16)?;
         let gate = Gate::parse(GATE).map_err(anyhow::Error::msg)?;
         report.gate = Some(gate.evaluate("gate.toml", &report, None));
-        Ok((report, samples::records(&ev), adversarial::collect(&ev, &data)))
+        Ok((report, ev.sample_records(), ev.adversarial_examples(&data)))
     };
     let (report, records, examples) = run(&["fgsm", "pgd:steps=10"], 6)?;
     let path = out.join("report.html");

@@ -1,12 +1,23 @@
-//! The one error type of the `gauntlet` library.
+//! The one error type of the `gauntlet` library. Every message names the option, file or attack
+//! it is about.
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// A setting that cannot work (a budget, a target, a batch size, an option combination).
     #[error("{0}")]
-    Usage(String),
+    Config(String),
 
+    /// An input file that cannot be read or is not what it should be.
+    #[error("{path}: {message}")]
+    Input { path: String, message: String },
+
+    /// An output that cannot be written.
     #[error("{path}: {message}")]
     Output { path: String, message: String },
+
+    /// An attack broke the contract of `Attack::run` (a bug in the attack, not bad input).
+    #[error("attack `{attack}` broke its contract: {message}")]
+    AttackContract { attack: String, message: String },
 
     #[error(transparent)]
     Model(#[from] gauntlet_models::ModelError),

@@ -1,28 +1,18 @@
 //! Gauntlet: adversarial-robustness testing for image classifiers.
 //!
-//! The library runs the evaluation ([`eval::evaluate`]) and builds reports ([`report::Report`]);
-//! models, attacks and datasets live in the `gauntlet-models`, `gauntlet-attacks` and
-//! `gauntlet-datasets` crates, re-exported here.
+//! The library runs whole evaluations from a [`run::RunConfig`] ([`run`]): the ε sweep and its
+//! protocols with the re-check of every adversarial example ([`eval`]), the checks for the signs of
+//! a flawed evaluation ([`checks`]); it judges reports by a release gate ([`gate`]) and renders them
+//! ([`report`]). Imports run one way: run → checks → eval → report, gate → report. Models, attacks and
+//! datasets live in the `gauntlet-models`, `gauntlet-attacks` and `gauntlet-datasets` crates,
+//! re-exported here. The command line is the binary's (`src/main.rs`, `src/cli/`, `src/commands/`).
 
-pub mod adversarial;
-pub mod bench;
 pub mod checks;
-pub mod cli;
-pub mod compare;
 mod error;
 pub mod eval;
 pub mod gate;
-pub mod html;
-pub mod junit;
-pub mod markdown;
-pub mod output;
-pub mod pipeline;
-pub mod plots;
-pub mod progress;
-pub mod provenance;
 pub mod report;
-pub mod samples;
-pub mod train;
+pub mod run;
 
 pub use error::{Error, Result};
 pub use gauntlet_attacks as attacks;

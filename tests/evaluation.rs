@@ -276,7 +276,7 @@ fn cascade_attacks_only_the_survivors_and_names_who_broke_first() {
         assert_eq!(attacked_here, survivors - broken_below);
     }
     let (ri, rc) = (report(&independent), report(&cascade));
-    assert_eq!(rc.protocol, "cascade");
+    assert_eq!(rc.protocol, gauntlet::report::Protocol::Cascade);
     for k in 0..eps.len() {
         // Worst case per sample: the cascade reaches the same verdict as running both on everything
         // (the PGD random starts are identical), and its last row is the worst case.

@@ -6,15 +6,15 @@ use std::sync::OnceLock;
 
 use base64::Engine as _;
 use candle_core::Device;
-use gauntlet::adversarial::{self, AdvExample};
 use gauntlet::attacks::{Norm, Registry};
 use gauntlet::datasets::samples as datasets;
 use gauntlet::eval::{evaluate_keeping, EvalConfig, Silent};
 use gauntlet::gate::Gate;
 use gauntlet::models::zoo;
+use gauntlet::report::adversarial::AdvExample;
+use gauntlet::report::samples::SampleRecord;
 use gauntlet::report::{fmt_eps, Check, DatasetInfo, Meta, ModelInfo, Report, RunInfo, Status};
-use gauntlet::samples::{self, SampleRecord};
-use gauntlet::{html, plots};
+use gauntlet::report::{html, plots};
 
 struct Run {
     report: Report,
@@ -58,8 +58,8 @@ fn run() -> &'static Run {
         ];
         let gate = Gate::parse("[[rule]]\nmetric = \"clean_accuracy\"\nmin = 0.5\n\n[[rule]]\nmetric = \"robust_accuracy\"\nattack = \"pgd\"\nnorm = \"linf\"\neps = 0.2\nmin = 0.99\n").unwrap();
         report.gate = Some(gate.evaluate("gate.toml", &report, None));
-        let examples = adversarial::collect(&ev, &data);
-        Run { records: samples::records(&ev), examples, report }
+        let examples = ev.adversarial_examples(&data);
+        Run { records: ev.sample_records(), examples, report }
     })
 }
 

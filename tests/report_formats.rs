@@ -13,9 +13,9 @@ use gauntlet::datasets::samples as builtin;
 use gauntlet::eval::{evaluate, EvalConfig, Evaluation, Silent};
 use gauntlet::gate::Gate;
 use gauntlet::models::{zoo, Classifier};
-use gauntlet::provenance::{self, Provenance};
+use gauntlet::report::provenance::{self, Provenance};
+use gauntlet::report::{junit, markdown, samples};
 use gauntlet::report::{Check, DatasetInfo, Meta, ModelInfo, Report, RunInfo, Status};
-use gauntlet::{junit, markdown, samples};
 use serde_json::{json, Value};
 
 const N: usize = 40;
@@ -198,7 +198,7 @@ fn report_schema_rejects_broken_reports() {
 fn samples_jsonl_matches_its_schema() {
     let f = fixture();
     let (schemas, index) = compile("docs/samples.schema.json");
-    let text = samples::to_jsonl(&samples::records(&f.ev));
+    let text = samples::to_jsonl(&f.ev.sample_records());
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), N);
     let mut broken = 0;

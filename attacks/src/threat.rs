@@ -12,7 +12,8 @@ use rand_chacha::ChaCha8Rng;
 use crate::{AttackError, Result};
 
 /// The distance in which the attacker's budget is measured.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Norm {
     Linf,
     L2,

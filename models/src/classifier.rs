@@ -128,6 +128,12 @@ pub trait Classifier: Send + Sync {
         0
     }
 
+    /// What loading found that the user should know (a final Softmax set aside, a batch size baked
+    /// into the graph, …), for the caller to show; the library prints nothing.
+    fn notes(&self) -> Vec<String> {
+        Vec::new()
+    }
+
     /// Per-sample loss and d loss / d x, signed so that ascending always helps the attacker.
     fn loss_and_grad(&self, x: &Tensor, goal: &Goal, loss: Loss) -> Result<LossGrad> {
         autograd_loss_and_grad(self, x, goal, loss)

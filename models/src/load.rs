@@ -26,11 +26,7 @@ pub struct LoadOptions {
 pub fn load_classifier(path: &Path, dtype: DType, device: &Device, opts: &LoadOptions) -> Result<Box<dyn Classifier>> {
     let is_onnx = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("onnx"));
     let inner: Box<dyn Classifier> = if is_onnx {
-        let model = crate::onnx::OnnxModel::load(path, device, opts)?;
-        for note in model.notes() {
-            eprintln!("note: {}: {note}", path.display());
-        }
-        Box::new(model)
+        Box::new(crate::onnx::OnnxModel::load(path, device, opts)?)
     } else {
         Box::new(crate::spec::load_model(path, dtype, device)?)
     };

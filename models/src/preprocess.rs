@@ -163,6 +163,10 @@ impl<C: Classifier> Classifier for Preprocessed<C> {
         self.inner.gradient_issue()
     }
 
+    fn notes(&self) -> Vec<String> {
+        self.inner.notes()
+    }
+
     fn loss_and_grad(&self, x: &Tensor, goal: &Goal, loss: Loss) -> Result<LossGrad> {
         if self.pre.is_identity() {
             return self.inner.loss_and_grad(x, goal, loss);
@@ -198,6 +202,10 @@ impl<C: Classifier + ?Sized> Classifier for Box<C> {
 
     fn gradient_issue(&self) -> Option<String> {
         (**self).gradient_issue()
+    }
+
+    fn notes(&self) -> Vec<String> {
+        (**self).notes()
     }
 
     fn loss_and_grad(&self, x: &Tensor, goal: &Goal, loss: Loss) -> Result<LossGrad> {

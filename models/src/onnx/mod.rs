@@ -278,11 +278,6 @@ impl OnnxModel {
         Ok(y.to_dtype(DType::F32)?)
     }
 
-    /// Load-time findings worth telling the user (softmax head, batch size, …).
-    pub fn notes(&self) -> &[String] {
-        &self.notes
-    }
-
     /// Nodes between input and logits whose gradient is masked, as (node, op).
     pub fn gradient_blockers(&self) -> &[(String, String)] {
         &self.blockers
@@ -323,6 +318,11 @@ impl Classifier for OnnxModel {
 
     fn parameter_count(&self) -> usize {
         self.graph.parameter_count
+    }
+
+    /// Load-time findings worth telling the user (softmax head, batch size, …).
+    fn notes(&self) -> Vec<String> {
+        self.notes.clone()
     }
 
     fn gradient_issue(&self) -> Option<String> {

@@ -58,7 +58,8 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 
 /// Hashes a file, streaming.
 pub fn hash_file(path: &Path) -> Result<FileHash> {
-    let err = |e: std::io::Error| Error::Usage(format!("{}: cannot read ({e})", path.display()));
+    let err =
+        |e: std::io::Error| Error::Input { path: path.display().to_string(), message: format!("cannot read ({e})") };
     let mut f = std::fs::File::open(path).map_err(err)?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];

@@ -3,13 +3,8 @@
 
 use std::fmt::Write;
 
-use crate::gate::{Metric, RuleVerdict};
-use crate::report::{fmt_eps, Report, Status};
-
-/// A fraction as a percentage with two decimals, as in the table report.
-fn pct(v: f64) -> String {
-    format!("{:.2}%", v * 100.0)
-}
+use super::format::{fmt_eps, pct, same_eps, short_hash};
+use super::{Metric, Norm, Report, RuleVerdict, Status, Unit};
 
 /// Makes text safe inside a table cell: `|` and backslashes escaped, line breaks as `<br>`, other
 /// control characters dropped, and `<` or `&` escaped where they would start an HTML tag or entity.
@@ -49,10 +44,12 @@ fn code(s: &str) -> String {
 
 /// A hash shortened to 12 hex digits (with a `-dirty` or similar suffix kept).
 fn short(hash: &str) -> String {
-    match hash.split_once('-') {
-        Some((h, rest)) if h.len() > 12 => format!("{}…-{rest}", &h[..12]),
-        _ if hash.len() > 12 && hash.is_char_boundary(12) => format!("{}…", &hash[..12]),
-        _ => hash.to_string(),
+    let (h, rest) = hash.split_once('-').map_or((hash, None), |(h, r)| (h, Some(r)));
+    let cut = short_hash(h);
+    let dots = if cut.len() < h.len() { "…" } else { "" };
+    match rest {
+        Some(rest) => format!("{cut}{dots}-{rest}"),
+        None => format!("{cut}{dots}"),
     }
 }
 
@@ -133,17 +130,17 @@ pub fn summary(report: &Report) -> String {
         let mut aligns = vec!["---"];
         aligns.extend(report.eps.iter().map(|_| "--:"));
         s += &rule_line(&aligns);
-        for attack in attacks(report) {
+        for attack in report.attacks() {
             let mut cells = vec![cell(attack)];
             for &e in &report.eps {
-                let r = report.results.iter().find(|r| r.attack == attack && same(r.eps, e));
+                let r = report.results.iter().find(|r| r.attack == attack && same_eps(r.eps, e));
                 cells.push(r.map_or_else(|| "—".into(), |r| pct(r.robust_accuracy)));
             }
             s += &row(&cells);
         }
         let mut cells = vec!["**worst case**".to_string()];
         for &e in &report.eps {
-            let w = report.worst_case.iter().find(|w| same(w.eps, e));
+            let w = report.worst_case.iter().find(|w| same_eps(w.eps, e));
             cells.push(w.map_or_else(|| "—".into(), |w| format!("**{}**", pct(w.robust_accuracy))));
         }
         s += &row(&cells);
@@ -190,21 +187,6 @@ pub fn summary(report: &Report) -> String {
     s
 }
 
-/// Attack names in the order they ran.
-fn attacks(report: &Report) -> Vec<&str> {
-    let mut names: Vec<&str> = Vec::new();
-    for r in &report.results {
-        if !names.contains(&r.attack.as_str()) {
-            names.push(&r.attack);
-        }
-    }
-    names
-}
-
-fn same(a: f64, b: f64) -> bool {
-    (a - b).abs() <= 1e-9 * a.abs().max(b.abs()).max(1e-12)
-}
-
 /// The measured value of a rule in its unit.
 fn rule_value(v: &RuleVerdict) -> String {
     let Some(x) = v.value else { return "—".into() };
@@ -225,16 +207,12 @@ fn rule_value(v: &RuleVerdict) -> String {
 /// The bound a rule held its value against, in its unit.
 fn rule_threshold(v: &RuleVerdict) -> String {
     let Some(t) = v.threshold else { return "—".into() };
-    let op = match v.op.as_deref() {
-        Some(">=") => "≥ ",
-        Some("<=") => "≤ ",
-        _ => "",
-    };
+    let op = v.op.map_or(String::new(), |o| format!("{} ", o.symbol()));
     match v.metric {
         Metric::CleanAccuracy | Metric::RobustAccuracy => format!("{op}{}", pct(t)),
-        Metric::Drop | Metric::Regression => match v.unit.as_deref() {
-            Some("points") => format!("{op}{t} pp"),
-            Some("relative") => format!("{op}{} relative", pct(t)),
+        Metric::Drop | Metric::Regression => match v.unit {
+            Some(Unit::Points) => format!("{op}{t} pp"),
+            Some(Unit::Relative) => format!("{op}{} relative", pct(t)),
             _ => format!("{op}{t}"),
         },
         Metric::Check => "—".into(),
@@ -247,27 +225,27 @@ fn rule_threshold(v: &RuleVerdict) -> String {
 pub fn leaderboard(entries: &[(String, &Report)]) -> String {
     // Columns: every (norm, ε) and every (attack, norm, ε) that occurs, in order of appearance,
     // ε ascending within a norm.
-    let mut budgets: Vec<(String, f64)> = Vec::new();
-    let mut cells: Vec<(String, String, f64)> = Vec::new();
+    let mut budgets: Vec<(Norm, f64)> = Vec::new();
+    let mut cells: Vec<(String, Norm, f64)> = Vec::new();
     for (_, r) in entries {
         for w in &r.worst_case {
-            if !budgets.iter().any(|(n, e)| *n == w.norm && same(*e, w.eps)) {
-                budgets.push((w.norm.clone(), w.eps));
+            if !budgets.iter().any(|(n, e)| *n == w.norm && same_eps(*e, w.eps)) {
+                budgets.push((w.norm, w.eps));
             }
         }
         for res in &r.results {
-            if !cells.iter().any(|(a, n, e)| *a == res.attack && *n == res.norm && same(*e, res.eps)) {
-                cells.push((res.attack.clone(), res.norm.clone(), res.eps));
+            if !cells.iter().any(|(a, n, e)| *a == res.attack && *n == res.norm && same_eps(*e, res.eps)) {
+                cells.push((res.attack.clone(), res.norm, res.eps));
             }
         }
     }
-    let mut norms: Vec<String> = Vec::new();
+    let mut norms: Vec<Norm> = Vec::new();
     for (n, _) in &budgets {
         if !norms.contains(n) {
-            norms.push(n.clone());
+            norms.push(*n);
         }
     }
-    let norm_order = |n: &str| norms.iter().position(|m| m == n).unwrap_or(usize::MAX);
+    let norm_order = |n: &Norm| norms.iter().position(|m| m == n).unwrap_or(usize::MAX);
     budgets.sort_by(|a, b| norm_order(&a.0).cmp(&norm_order(&b.0)).then(a.1.total_cmp(&b.1)));
     let attack_order: Vec<String> = {
         let mut v: Vec<String> = Vec::new();
@@ -284,11 +262,11 @@ pub fn leaderboard(entries: &[(String, &Report)]) -> String {
     });
     let mixed = norms.len() > 1;
     let eps_label =
-        |n: &str, e: f64| if mixed { format!("{n} ε={}", fmt_eps(e)) } else { format!("ε={}", fmt_eps(e)) };
+        |n: &Norm, e: f64| if mixed { format!("{n} ε={}", fmt_eps(e)) } else { format!("ε={}", fmt_eps(e)) };
     // The ranking budget: the largest ε of the first norm.
     let key_budget = budgets.iter().rfind(|(n, _)| Some(n) == norms.first()).cloned();
-    let worst = |r: &Report, n: &str, e: f64| {
-        r.worst_case.iter().find(|w| w.norm == n && same(w.eps, e)).map(|w| w.robust_accuracy)
+    let worst = |r: &Report, n: &Norm, e: f64| {
+        r.worst_case.iter().find(|w| w.norm == *n && same_eps(w.eps, e)).map(|w| w.robust_accuracy)
     };
     let mut order: Vec<(&String, &Report, Option<f64>)> =
         entries.iter().map(|(name, r)| (name, *r, key_budget.as_ref().and_then(|(n, e)| worst(r, n, *e)))).collect();
@@ -311,7 +289,7 @@ pub fn leaderboard(entries: &[(String, &Report)]) -> String {
     for (rank, (name, r, _)) in order.iter().enumerate() {
         let mut line = vec![(rank + 1).to_string(), cell(name), pct(r.clean_accuracy)];
         for (a, n, e) in &cells {
-            let v = r.results.iter().find(|x| x.attack == *a && x.norm == *n && same(x.eps, *e));
+            let v = r.results.iter().find(|x| x.attack == *a && x.norm == *n && same_eps(x.eps, *e));
             line.push(v.map_or_else(|| "—".into(), |v| pct(v.robust_accuracy)));
         }
         for (n, e) in &budgets {

@@ -4,12 +4,10 @@
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
 
-use gauntlet_datasets::ImageSet;
 use image::{ImageBuffer, ImageFormat, Luma, Rgb};
 use ndarray::{Array1, Array4};
 
-use crate::eval::Evaluation;
-use crate::output::write_atomic;
+use super::write::write_atomic;
 use crate::{Error, Result};
 
 /// One verified adversarial example beside its clean image.
@@ -29,30 +27,6 @@ pub struct AdvExample {
     pub shape: [usize; 3],
     pub clean: Vec<f32>,
     pub adv: Vec<f32>,
-}
-
-/// The examples kept by [`crate::eval::evaluate_keeping`], attack by attack.
-pub fn collect(ev: &Evaluation, data: &ImageSet) -> Vec<AdvExample> {
-    let mut out = Vec::new();
-    for rec in &ev.attacks {
-        for (i, adv) in &rec.examples {
-            let Some(b) = rec.broken[*i].as_ref() else { continue };
-            out.push(AdvExample {
-                attack: rec.name.clone(),
-                index: *i,
-                label: ev.labels[*i],
-                clean_pred: ev.clean_pred[*i],
-                adv_pred: b.adv_pred,
-                eps: ev.eps[b.eps_index.min(ev.eps.len() - 1)],
-                linf: b.linf,
-                l2: b.l2,
-                shape: data.shape,
-                clean: data.image(*i).to_vec(),
-                adv: adv.clone(),
-            });
-        }
-    }
-    out
 }
 
 /// Encodes a (C, H, W) image with values in `[lo, hi]` as an 8-bit PNG (grey for 1 channel, RGB

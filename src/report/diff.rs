@@ -1,89 +1,15 @@
-//! `gauntlet verify` (does a report speak for these files?) and `gauntlet diff` (what changed
-//! between two reports, rule by rule).
+//! What changed between two reports (`gauntlet diff`): accuracies, checks, gate rules, provenance.
 
-use anyhow::bail;
-
-use crate::cli::{read_report, DiffArgs, VerifyArgs, EXIT_GATE, EXIT_OK};
-use crate::gate::{Gate, GateOutcome};
-use crate::pipeline::is_builtin_model;
-use crate::provenance::{self, FileMatch};
-use crate::report::{fmt_eps, Report};
-
-/// Re-hashes the model and dataset files and compares them with the report's provenance. Exit 0
-/// when every file and the configuration hash match, 1 when not.
-pub fn verify(args: &VerifyArgs) -> anyhow::Result<i32> {
-    let report = read_report(&args.report)?;
-    let Some(prov) = &report.provenance else {
-        bail!(
-            "{}: the report has no provenance section (written without it); re-run `gauntlet run` to get one",
-            args.report.display()
-        );
-    };
-    let model = args.model.as_deref().filter(|m| !is_builtin_model(m));
-    let model_files = provenance::model_files(model)?;
-    let dataset_files = provenance::dataset_files(args.dataset.as_deref())?;
-    let (mut lines, model_ok) = provenance::compare("model", &prov.model_files, &model_files);
-    let (dlines, data_ok) = provenance::compare("dataset", &prov.dataset_files, &dataset_files);
-    lines.extend(dlines);
-    for (name, m) in &lines {
-        match m {
-            FileMatch::Same => println!("ok       {name}"),
-            FileMatch::Changed { recorded, actual } => {
-                println!("CHANGED  {name}: sha256 {} in the report, {} now", short(recorded), short(actual))
-            }
-            FileMatch::Missing => println!("MISSING  {name}: in the report, not among the files given"),
-            FileMatch::Extra => println!("EXTRA    {name}: given, not in the report"),
-        }
-    }
-    let config_ok = provenance::config_hash(&prov.config) == prov.config_sha256;
-    if !config_ok {
-        println!("CHANGED  config: its sha256 no longer matches the recorded configuration (the report was edited)");
-    }
-    if model_ok && data_ok && config_ok {
-        println!("verified: {} speaks for these files", args.report.display());
-        Ok(EXIT_OK)
-    } else {
-        let what: Vec<&str> = [(!model_ok, "model files"), (!data_ok, "dataset files"), (!config_ok, "configuration")]
-            .iter()
-            .filter(|w| w.0)
-            .map(|w| w.1)
-            .collect();
-        println!("NOT verified: {} does not speak for these files ({} differ)", args.report.display(), what.join(", "));
-        Ok(EXIT_GATE)
-    }
-}
-
-fn short(hash: &str) -> &str {
-    &hash[..hash.len().min(12)]
-}
-
-fn pct(v: f64) -> String {
-    format!("{:.2}%", v * 100.0)
-}
+use super::format::{fmt_eps, pct, short_hash};
+use super::provenance::FileHash;
+use super::{GateOutcome, Report};
 
 fn change(old: f64, new: f64) -> String {
     format!("{:>8} → {:>8}  ({:+.2} pp)", pct(old), pct(new), (new - old) * 100.0)
 }
 
-/// Prints what changed between two reports. Always exits 0 (it describes; the gate judges).
-pub fn diff(args: &DiffArgs) -> anyhow::Result<i32> {
-    let old = read_report(&args.old)?;
-    let new = read_report(&args.new)?;
-    let gates = match &args.gate {
-        Some(path) => {
-            let g = Gate::read(path)?;
-            let file = path.display().to_string();
-            let base = args.old.display().to_string();
-            Some((g.evaluate(&file, &old, None), g.evaluate(&file, &new, Some((&base, &old)))))
-        }
-        None => old.gate.clone().zip(new.gate.clone()),
-    };
-    print!("{}", render_diff(&old, &new, gates.as_ref()));
-    Ok(EXIT_OK)
-}
-
 /// The text `gauntlet diff` prints.
-pub fn render_diff(old: &Report, new: &Report, gates: Option<&(GateOutcome, GateOutcome)>) -> String {
+pub fn render(old: &Report, new: &Report, gates: Option<&(GateOutcome, GateOutcome)>) -> String {
     let mut s = String::new();
     s += &format!("clean accuracy             {}\n", change(old.clean_accuracy, new.clean_accuracy));
     if old.norm != new.norm {
@@ -181,7 +107,7 @@ pub fn render_diff(old: &Report, new: &Report, gates: Option<&(GateOutcome, Gate
     }
     match (&old.provenance, &new.provenance) {
         (Some(po), Some(pn)) => {
-            let same = |a: &[provenance::FileHash], b: &[provenance::FileHash]| {
+            let same = |a: &[FileHash], b: &[FileHash]| {
                 a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.sha256 == y.sha256)
             };
             s += &format!(
@@ -198,9 +124,9 @@ pub fn render_diff(old: &Report, new: &Report, gates: Option<&(GateOutcome, Gate
                 s += &format!(
                     ", tool {}{} → {}{}",
                     po.tool_version,
-                    po.git_commit.as_deref().map(|c| format!(" ({})", short(c))).unwrap_or_default(),
+                    po.git_commit.as_deref().map(|c| format!(" ({})", short_hash(c))).unwrap_or_default(),
                     pn.tool_version,
-                    pn.git_commit.as_deref().map(|c| format!(" ({})", short(c))).unwrap_or_default()
+                    pn.git_commit.as_deref().map(|c| format!(" ({})", short_hash(c))).unwrap_or_default()
                 );
             }
             s += "\n";

@@ -10,13 +10,16 @@ use candle_nn::optim::{AdamW, Optimizer, ParamsAdamW};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 
-use crate::cli::TrainArgs;
-use crate::datasets::{self, ImageSet};
-use crate::eval::batch_tensor;
-use crate::models::{objective, predictions, Classifier, Goal, Loss, ModelSpec, Sequential};
-use crate::output::write_atomic;
+use gauntlet::datasets::{self, ImageSet};
+use gauntlet::eval::batch_tensor;
+use gauntlet::models::{objective, predictions, Classifier, Goal, LayerSpec, Loss, ModelSpec, Sequential};
+use gauntlet::report::write::write_atomic;
 
-pub fn train(args: &TrainArgs) -> anyhow::Result<()> {
+use crate::cli::config::set_threads;
+use crate::cli::{ExitStatus, TrainArgs};
+
+pub fn run(args: &TrainArgs) -> anyhow::Result<ExitStatus> {
+    set_threads(args.threads)?;
     let device = Device::Cpu;
     let mut spec = ModelSpec::read(&args.spec)?;
     let mut data = datasets::open(&args.dataset)?;
@@ -79,10 +82,10 @@ pub fn train(args: &TrainArgs) -> anyhow::Result<()> {
     spec.weights = Some(file_name);
     for layer in &mut spec.layers {
         // Shapes now come from the weights.
-        if let crate::models::LayerSpec::Conv2d { out, kernel, .. } = layer {
+        if let LayerSpec::Conv2d { out, kernel, .. } = layer {
             *out = None;
             *kernel = None;
-        } else if let crate::models::LayerSpec::Linear { out, .. } = layer {
+        } else if let LayerSpec::Linear { out, .. } = layer {
             *out = None;
         }
     }
@@ -90,11 +93,11 @@ pub fn train(args: &TrainArgs) -> anyhow::Result<()> {
     write_atomic(&weights_path, &bytes)?;
     write_atomic(&args.out, toml.as_bytes())?;
     eprintln!("wrote {} and {}", args.out.display(), weights_path.display());
-    Ok(())
+    Ok(ExitStatus::Ok)
 }
 
 /// Accuracy of a model on a dataset.
-pub fn accuracy(model: &Sequential, data: &ImageSet) -> anyhow::Result<f64> {
+fn accuracy(model: &Sequential, data: &ImageSet) -> anyhow::Result<f64> {
     let idx: Vec<usize> = (0..data.labels.len()).collect();
     let mut correct = 0;
     for chunk in idx.chunks(500) {

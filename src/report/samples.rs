@@ -3,8 +3,6 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::eval::Evaluation;
-
 /// One sample's line of `samples.jsonl`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct SampleRecord {
@@ -42,39 +40,6 @@ pub struct SampleResult {
     /// The smallest ε at which it broke.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub first_eps: Option<f64>,
-}
-
-/// Every sample's record.
-pub fn records(ev: &Evaluation) -> Vec<SampleRecord> {
-    (0..ev.samples())
-        .map(|i| {
-            let mut results = Vec::with_capacity(ev.attacks.len() * ev.eps.len());
-            for (a, rec) in ev.attacks.iter().enumerate() {
-                for (k, &eps) in ev.eps.iter().enumerate() {
-                    let hit = rec.broken[i].as_ref().filter(|_| ev.broken_by(a, i, k));
-                    results.push(SampleResult {
-                        attack: rec.name.clone(),
-                        eps,
-                        broken: hit.is_some(),
-                        adv_pred: hit.map(|b| b.adv_pred),
-                        linf: hit.map(|b| b.linf),
-                        l2: hit.map(|b| b.l2),
-                        step: hit.and_then(|b| b.step),
-                        first_eps: hit.map(|b| ev.eps[b.eps_index]),
-                    });
-                }
-            }
-            SampleRecord {
-                index: i,
-                label: ev.labels[i],
-                clean_pred: ev.clean_pred[i],
-                correct: ev.correct(i),
-                targets: ev.targets.as_ref().map(|t| t[i].clone()),
-                results,
-                robust: (0..ev.eps.len()).map(|k| ev.robust_all(i, k)).collect(),
-            }
-        })
-        .collect()
 }
 
 /// The records as JSON Lines.

@@ -4,9 +4,13 @@ use std::io::IsTerminal;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::eval::Progress;
+use gauntlet::eval::Progress;
 
-pub struct Bar(ProgressBar);
+/// The progress bar, and the stage lines (`running integrity checks…`) unless `--quiet`.
+pub struct Bar {
+    bar: ProgressBar,
+    quiet: bool,
+}
 
 impl Bar {
     pub fn new(quiet: bool) -> Bar {
@@ -21,19 +25,24 @@ impl Bar {
                 .expect("valid template")
                 .progress_chars("=> "),
         );
-        Bar(bar)
+        Bar { bar, quiet }
     }
 }
 
 impl Progress for Bar {
     fn start(&self, total: u64) {
-        self.0.set_length(total);
+        self.bar.set_length(total);
     }
     fn advance(&self, done: u64, message: &str) {
-        self.0.set_message(message.to_string());
-        self.0.inc(done);
+        self.bar.set_message(message.to_string());
+        self.bar.inc(done);
     }
     fn finish(&self) {
-        self.0.finish_and_clear();
+        self.bar.finish_and_clear();
+    }
+    fn stage(&self, what: &str) {
+        if !self.quiet {
+            eprintln!("{what}…");
+        }
     }
 }

@@ -10,10 +10,11 @@ use std::fmt::Write as _;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 
-use crate::adversarial::{self, AdvExample};
-use crate::plots;
-use crate::report::{fmt_eps, Report, Stats, Status};
-use crate::samples::SampleRecord;
+use super::adversarial::{self, AdvExample};
+use super::format::{fmt_eps, norm_symbol, pct};
+use super::plots;
+use super::samples::SampleRecord;
+use super::{GateOutcome, Norm, Report, Stats, Status};
 
 /// Images are shown at least this many pixels on their longer side (integer upscaling).
 const MIN_DISPLAY: usize = 112;
@@ -40,10 +41,6 @@ pub fn display_scale(shape: [usize; 3]) -> u32 {
     MIN_DISPLAY.div_ceil(side).clamp(1, 16) as u32
 }
 
-fn pct(v: f64) -> String {
-    format!("{:.2}%", v * 100.0)
-}
-
 fn triple(s: &Stats) -> String {
     format!("{:.3} / {:.3} / {:.3}", s.mean, s.median, s.max)
 }
@@ -53,14 +50,6 @@ fn seconds(s: f64) -> String {
         format!("{s:.2} s")
     } else {
         format!("{s:.1} s")
-    }
-}
-
-fn norm_symbol(norm: &str) -> String {
-    match norm {
-        "linf" => "L∞".into(),
-        "l2" => "L2".into(),
-        other => escape(other),
     }
 }
 
@@ -194,8 +183,8 @@ fn header(o: &mut String, r: &Report) {
         escape(&r.dataset.source),
         attacks,
         if attacks == 1 { "" } else { "s" },
-        norm_symbol(&r.norm),
-        escape(&r.goal),
+        norm_symbol(r.norm),
+        escape(r.goal.name()),
     );
     let [c, h, w] = r.model.input;
     let mut row = |k: &str, v: String| {
@@ -219,16 +208,16 @@ fn header(o: &mut String, r: &Report) {
     row("dataset", format!("<code>{}</code> · {} samples evaluated", escape(&r.dataset.source), r.samples));
     let mut threat = format!(
         "{} · ε ∈ {{{}}} · bounds [{}, {}] · {}",
-        norm_symbol(&r.norm),
+        norm_symbol(r.norm),
         r.eps.iter().map(|&e| fmt_eps(e)).collect::<Vec<_>>().join(", "),
         r.bounds[0],
         r.bounds[1],
-        escape(&r.goal)
+        escape(r.goal.name())
     );
     if let Some(t) = &r.target_mode {
         let _ = write!(threat, " ({})", escape(t));
     }
-    let _ = write!(threat, " · {} protocol", escape(&r.protocol));
+    let _ = write!(threat, " · {} protocol", r.protocol.name());
     row("threat model", threat);
     row("seed", r.seed.to_string());
     row("tool", format!("{} {} · report schema {}", escape(&r.tool.name), escape(&r.tool.version), r.schema_version));
@@ -267,7 +256,7 @@ fn header(o: &mut String, r: &Report) {
     *o += "</dl></div></header>\n";
 }
 
-fn gate(o: &mut String, g: &crate::gate::GateOutcome) {
+fn gate(o: &mut String, g: &GateOutcome) {
     let failed = g.rules.iter().filter(|v| !v.passed).count();
     let (class, word) = if g.passed { ("pass", "PASS") } else { ("fail", "FAIL") };
     let _ = writeln!(
@@ -292,7 +281,7 @@ fn gate(o: &mut String, g: &crate::gate::GateOutcome) {
             escape(&v.name),
             num(v.value),
             num(v.compared),
-            escape(v.op.as_deref().unwrap_or("")),
+            v.op.map_or("", |o| o.text()),
             num(v.threshold),
             num(v.baseline),
             escape(&v.message)
@@ -314,7 +303,7 @@ fn headline(o: &mut String, r: &Report) {
         card(
             "worst-case robust",
             pct(w.robust_accuracy),
-            format!("at ε = {} ({}), {} / {} robust", fmt_eps(w.eps), norm_symbol(&w.norm), w.robust, r.samples),
+            format!("at ε = {} ({}), {} / {} robust", fmt_eps(w.eps), norm_symbol(w.norm), w.robust, r.samples),
         );
         card("accuracy drop", format!("{:.2} pp", w.drop_pp), format!("clean − worst case at ε = {}", fmt_eps(w.eps)));
     }
@@ -419,7 +408,7 @@ fn minimal_norm(o: &mut String, r: &Report) {
             o,
             "<tr><td>{} ({})</td><td class=\"num\">{}/{}</td>",
             escape(&m.attack),
-            norm_symbol(&m.norm),
+            norm_symbol(m.norm),
             m.found,
             m.samples
         );
@@ -515,17 +504,17 @@ pub fn leaderboard(entries: &[(String, &Report)]) -> String {
     let mut o = String::with_capacity(32 * 1024);
     page_start(&mut o, "Robustness leaderboard");
     // Columns: every (attack, norm, ε) and every (norm, ε) of the worst case, in first-seen order.
-    let mut cols: Vec<(String, String, f64)> = Vec::new();
-    let mut worst_cols: Vec<(String, f64)> = Vec::new();
+    let mut cols: Vec<(String, Norm, f64)> = Vec::new();
+    let mut worst_cols: Vec<(Norm, f64)> = Vec::new();
     for (_, r) in entries {
         for x in &r.results {
             if !cols.iter().any(|c| c.0 == x.attack && c.1 == x.norm && c.2 == x.eps) {
-                cols.push((x.attack.clone(), x.norm.clone(), x.eps));
+                cols.push((x.attack.clone(), x.norm, x.eps));
             }
         }
         for w in &r.worst_case {
             if !worst_cols.iter().any(|c| c.0 == w.norm && c.1 == w.eps) {
-                worst_cols.push((w.norm.clone(), w.eps));
+                worst_cols.push((w.norm, w.eps));
             }
         }
     }
@@ -543,10 +532,10 @@ pub fn leaderboard(entries: &[(String, &Report)]) -> String {
         entries.len()
     );
     for (attack, norm, eps) in &cols {
-        let _ = write!(o, "<th class=\"num\">{}<br>{} ε={}</th>", escape(attack), norm_symbol(norm), fmt_eps(*eps));
+        let _ = write!(o, "<th class=\"num\">{}<br>{} ε={}</th>", escape(attack), norm_symbol(*norm), fmt_eps(*eps));
     }
     for (norm, eps) in &worst_cols {
-        let _ = write!(o, "<th class=\"num\">worst case<br>{} ε={}</th>", norm_symbol(norm), fmt_eps(*eps));
+        let _ = write!(o, "<th class=\"num\">worst case<br>{} ε={}</th>", norm_symbol(*norm), fmt_eps(*eps));
     }
     o += "<th class=\"num\">time</th></tr></thead><tbody>\n";
     for (rank, (label, r)) in ranked.iter().enumerate() {
@@ -561,14 +550,14 @@ pub fn leaderboard(entries: &[(String, &Report)]) -> String {
             pct(r.clean_accuracy)
         );
         for (attack, norm, eps) in &cols {
-            let cell = r.results.iter().find(|x| &x.attack == attack && &x.norm == norm && x.eps == *eps);
+            let cell = r.results.iter().find(|x| &x.attack == attack && x.norm == *norm && x.eps == *eps);
             let _ = write!(o, "<td class=\"num\">{}</td>", cell.map_or("–".into(), |x| pct(x.robust_accuracy)));
         }
         for (norm, eps) in &worst_cols {
-            let cell = r.worst_case.iter().find(|w| &w.norm == norm && w.eps == *eps);
+            let cell = r.worst_case.iter().find(|w| w.norm == *norm && w.eps == *eps);
             let value = cell.map_or("–".into(), |w| pct(w.robust_accuracy));
             // The ranking column: the report's own largest ε.
-            if r.worst_case.last().is_some_and(|w| &w.norm == norm && w.eps == *eps) {
+            if r.worst_case.last().is_some_and(|w| w.norm == *norm && w.eps == *eps) {
                 let _ = write!(o, "<td class=\"num\"><b>{value}</b></td>");
             } else {
                 let _ = write!(o, "<td class=\"num\">{value}</td>");

@@ -7,8 +7,9 @@
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use crate::report::{fmt_eps, Report};
-use crate::samples::SampleRecord;
+use super::format::{fmt_eps, norm_symbol};
+use super::samples::SampleRecord;
+use super::{Norm, Report};
 
 /// Size of every plot, in SVG user units (pixels).
 pub const SIZE: (u32, u32) = (640, 420);
@@ -53,32 +54,12 @@ struct Line {
     band: bool,
 }
 
-/// The norm's symbol for axis labels: `L∞` or `L2`.
-fn norm_label(norm: &str) -> &str {
-    match norm {
-        "linf" => "L∞",
-        "l2" => "L2",
-        other => other,
-    }
-}
-
-/// The attacks in the order they were run.
-fn attack_names(report: &Report) -> Vec<&str> {
-    let mut names: Vec<&str> = Vec::new();
-    for r in &report.results {
-        if !names.contains(&r.attack.as_str()) {
-            names.push(&r.attack);
-        }
-    }
-    names
-}
-
 /// Robust accuracy (in %) against ε for every attack, the worst case over all attacks and the
 /// accuracy implied by each minimal-norm attack's radii; every curve starts at the clean accuracy
 /// at ε = 0.
 pub fn robust_curve_svg(report: &Report) -> String {
     let clean = report.clean_accuracy * 100.0;
-    let names = attack_names(report);
+    let names = report.attacks();
     let xmax = x_max(&report.eps);
     let mut lines = Vec::new();
     for (i, name) in names.iter().enumerate() {
@@ -103,8 +84,8 @@ pub fn robust_curve_svg(report: &Report) -> String {
         lines
             .insert(0, Line { label: "worst case".into(), color: WORST, width: 8, points, markers: false, band: true });
     }
-    let caption = format!("Robust accuracy vs ε ({}, {} samples)", norm_label(&report.norm), report.samples);
-    let x_desc = format!("ε ({} budget, pixel units)", norm_label(&report.norm));
+    let caption = format!("Robust accuracy vs ε ({}, {} samples)", norm_symbol(report.norm), report.samples);
+    let x_desc = format!("ε ({} budget, pixel units)", norm_symbol(report.norm));
     render(|root| line_chart(root, &caption, &x_desc, xmax, &lines))
 }
 
@@ -122,7 +103,7 @@ pub fn leaderboard_svg(entries: &[(String, &Report)]) -> String {
             Line { label: label.clone(), color: palette(i), width: 2, points, markers: true, band: false }
         })
         .collect();
-    let mut norms: Vec<&str> = entries.iter().map(|(_, r)| norm_label(&r.norm)).collect();
+    let mut norms: Vec<&str> = entries.iter().map(|(_, r)| norm_symbol(r.norm)).collect();
     norms.dedup();
     let norm = norms.join("/");
     let caption = format!("Worst-case robust accuracy vs ε ({norm})");
@@ -132,8 +113,8 @@ pub fn leaderboard_svg(entries: &[(String, &Report)]) -> String {
 /// Histogram of the sizes, in the threat model's norm, of the successful perturbations: per attack,
 /// each broken sample counted once, with the perturbation found at the smallest ε that broke it.
 pub fn perturbation_svg(report: &Report, samples: &[SampleRecord]) -> String {
-    let names = attack_names(report);
-    let l2 = report.norm == "l2";
+    let names = report.attacks();
+    let l2 = report.norm == Norm::L2;
     let sizes: Vec<Vec<f64>> = names
         .iter()
         .map(|name| {
@@ -170,7 +151,7 @@ pub fn perturbation_svg(report: &Report, samples: &[SampleRecord]) -> String {
         .collect();
     let top = counts.iter().flatten().copied().max().unwrap_or(0);
     let ymax = (top + top.div_ceil(6)).max(1);
-    let norm = norm_label(&report.norm);
+    let norm = norm_symbol(report.norm);
     let caption = format!("Sizes of successful perturbations ({norm})");
     let x_desc =
         if l2 { "‖δ‖₂ of the successful perturbation" } else { "‖δ‖∞ of the successful perturbation" };

@@ -5,10 +5,15 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::cli::{BenchArgs, EXIT_OK};
-use crate::output::write_atomic;
-use crate::pipeline::{self, is_builtin_model};
-use crate::report::Report;
+use gauntlet::report::dir::{check_dir, REPORT_JSON};
+use gauntlet::report::write::write_atomic;
+use gauntlet::report::{html, markdown, Report};
+use gauntlet::run::is_builtin_model;
+
+use gauntlet::eval::Progress;
+
+use crate::cli::progress::Bar;
+use crate::cli::{BenchArgs, ExitStatus};
 
 /// One row of `leaderboard.json`.
 #[derive(Debug, Serialize)]
@@ -62,47 +67,47 @@ pub fn ranked<'a>(entries: &[(String, &'a Report)]) -> Vec<(String, &'a Report)>
     v
 }
 
-pub fn bench(args: &BenchArgs) -> anyhow::Result<i32> {
+pub fn run(args: &BenchArgs) -> anyhow::Result<ExitStatus> {
     let dir: &Path = &args.report_dir;
-    if dir.exists() && !dir.is_dir() {
-        anyhow::bail!("--report-dir {}: exists and is not a folder", dir.display());
-    }
-    // Resolve every model's settings first, so a bad flag or path fails before hours of work.
+    check_dir(dir)?;
+    // Resolve every model's configuration first, so a bad flag or path fails before hours of work.
     let labels = names(&args.models);
-    let mut settings = Vec::new();
+    let mut configs = Vec::new();
     for m in &args.models {
-        let s = args.eval.settings(Some(m.clone()), 8)?;
-        if s.model.is_some() && s.dataset.is_none() {
+        let c = args.eval.run_config(Some(m.clone()), 8)?;
+        if c.model.is_some() && c.dataset.is_none() {
             anyhow::bail!("--dataset is required with a model other than the shipped one ({})", m.display());
         }
-        if let Some(p) = &s.model {
+        if let Some(p) = &c.model {
             if !p.is_file() {
                 anyhow::bail!("{}: no such model file", p.display());
             }
         }
-        settings.push(s);
+        configs.push(c);
     }
     let mut reports = Vec::new();
-    for (s, label) in settings.iter().zip(&labels) {
-        if !s.quiet {
-            eprintln!("evaluating {label}…");
+    for (c, label) in configs.into_iter().zip(&labels) {
+        let bar = Bar::new(args.eval.quiet);
+        bar.stage(&format!("evaluating {label}"));
+        let out = c.evaluate(&bar)?;
+        for note in &out.notes {
+            eprintln!("note: {note}");
         }
-        let out = pipeline::evaluate(s)?;
-        pipeline::write_report_dir(&dir.join(label), &out, false)?;
+        out.write_dir(&dir.join(label), false)?;
         reports.push(out.report);
     }
     let entries: Vec<(String, &Report)> = labels.iter().cloned().zip(reports.iter()).collect();
     let board = ranked(&entries);
-    let md = crate::markdown::leaderboard(&board);
+    let md = markdown::leaderboard(&board);
     write_atomic(&dir.join("leaderboard.md"), md.as_bytes())?;
-    write_atomic(&dir.join("leaderboard.html"), crate::html::leaderboard(&board).as_bytes())?;
+    write_atomic(&dir.join("leaderboard.html"), html::leaderboard(&board).as_bytes())?;
     let json: Vec<Entry> = board
         .iter()
         .enumerate()
         .map(|(i, (label, r))| Entry {
             rank: i + 1,
             model: &r.model.source,
-            report: format!("{label}/{}", pipeline::names::REPORT_JSON),
+            report: format!("{label}/{REPORT_JSON}"),
             clean_accuracy: r.clean_accuracy,
             worst_case: r.worst_case.iter().map(|w| Point { eps: w.eps, robust_accuracy: w.robust_accuracy }).collect(),
             time_s: r.run.time_s,
@@ -113,5 +118,5 @@ pub fn bench(args: &BenchArgs) -> anyhow::Result<i32> {
         (serde_json::to_string_pretty(&json).expect("entries serialize") + "\n").as_bytes(),
     )?;
     print!("{md}");
-    Ok(EXIT_OK)
+    Ok(ExitStatus::Ok)
 }

@@ -8,8 +8,8 @@
 
 use std::fmt::Write;
 
-use crate::gate::{GateOutcome, Metric, RuleVerdict};
-use crate::report::{fmt_eps, Check, Report, Status};
+use super::format::{fmt_eps, pct};
+use super::{Check, GateOutcome, Report, RuleVerdict, Status};
 
 /// Optional extras of the XML.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -56,7 +56,7 @@ pub fn render_with(report: &Report, options: &Options) -> String {
         .as_ref()
         .map(|p| p.started_at.trim_end_matches('Z').to_string())
         .filter(|t| !t.is_empty())
-        .unwrap_or_else(|| crate::provenance::now().trim_end_matches('Z').to_string());
+        .unwrap_or_else(|| super::provenance::now().trim_end_matches('Z').to_string());
     let hostname = options.hostname.clone().unwrap_or_else(|| "localhost".into());
     // The layout satisfies both the Ant/windyroad schema (no attributes on <testsuites>; package,
     // id, timestamp, hostname, properties, system-out and system-err on every suite; nothing but a
@@ -167,7 +167,7 @@ fn gate_suite(gate: &GateOutcome) -> Suite {
 /// The numbers behind a verdict, one `key: value` per line.
 fn rule_details(v: &RuleVerdict, gate: &GateOutcome) -> String {
     let num = |x: Option<f64>| x.map_or_else(|| "-".to_string(), |x| format!("{x}"));
-    let mut lines = vec![format!("rule: {}", v.name), format!("metric: {}", metric_name(v.metric))];
+    let mut lines = vec![format!("rule: {}", v.name), format!("metric: {}", v.metric.name())];
     if let Some(a) = &v.attack {
         lines.push(format!("attack: {a}"));
     }
@@ -179,11 +179,7 @@ fn rule_details(v: &RuleVerdict, gate: &GateOutcome) -> String {
     }
     lines.push(format!("value: {}", num(v.value)));
     lines.push(format!("compared: {}", num(v.compared)));
-    lines.push(format!(
-        "threshold: {}{}",
-        v.op.as_deref().map_or(String::new(), |o| format!("{o} ")),
-        num(v.threshold)
-    ));
+    lines.push(format!("threshold: {}{}", v.op.map_or(String::new(), |o| format!("{} ", o.text())), num(v.threshold)));
     lines.push(format!("baseline: {}", num(v.baseline)));
     if let Some(b) = &gate.baseline {
         lines.push(format!("baseline report: {b}"));
@@ -217,10 +213,10 @@ fn properties(r: &Report) -> Vec<(String, String)> {
         ("model".to_string(), r.model.source.clone()),
         ("dataset".into(), r.dataset.source.clone()),
         ("samples".into(), r.samples.to_string()),
-        ("norm".into(), r.norm.clone()),
+        ("norm".into(), r.norm.to_string()),
         ("eps".into(), r.eps.iter().map(|&e| fmt_eps(e)).collect::<Vec<_>>().join(",")),
-        ("goal".into(), r.goal.clone()),
-        ("protocol".into(), r.protocol.clone()),
+        ("goal".into(), r.goal.name().into()),
+        ("protocol".into(), r.protocol.name().into()),
         ("seed".into(), r.seed.to_string()),
         ("clean_accuracy".into(), format!("{}", r.clean_accuracy)),
         ("tool".into(), format!("{} {}", r.tool.name, r.tool.version)),
@@ -241,7 +237,6 @@ fn properties(r: &Report) -> Vec<(String, String)> {
 
 /// The plain summary of an evaluation without gate or checks.
 fn summary(r: &Report) -> String {
-    let pct = |v: f64| format!("{:.2}%", v * 100.0);
     let mut s = format!(
         "clean accuracy {} ({}/{}) on {} ({} samples)\n",
         pct(r.clean_accuracy),
@@ -264,16 +259,6 @@ fn summary(r: &Report) -> String {
         let _ = writeln!(s, "worst case {} eps {}: robust accuracy {}", w.norm, fmt_eps(w.eps), pct(w.robust_accuracy));
     }
     s
-}
-
-fn metric_name(m: Metric) -> &'static str {
-    match m {
-        Metric::CleanAccuracy => "clean_accuracy",
-        Metric::RobustAccuracy => "robust_accuracy",
-        Metric::Drop => "drop",
-        Metric::Regression => "regression",
-        Metric::Check => "check",
-    }
 }
 
 /// Seconds as JUnit writes them: a plain decimal, never negative or non-finite.

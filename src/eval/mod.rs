@@ -17,12 +17,19 @@
 use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor};
-use gauntlet_attacks::{distances, Attack, AttackBatch, Cost, NoiseKey, Norm, ThreatModel};
+use gauntlet_attacks::{Attack, AttackBatch, Cost, Norm, ThreatModel};
 use gauntlet_datasets::ImageSet;
 use gauntlet_models::{predictions, Bounds, Classifier, Goal};
-use rand::Rng;
 
 use crate::{Error, Result};
+
+mod records;
+mod summary;
+mod targets;
+mod verify;
+
+pub use targets::TargetMode;
+use verify::verify;
 
 /// What to run.
 #[derive(Debug)]
@@ -39,36 +46,13 @@ pub struct EvalConfig {
     pub cascade: bool,
 }
 
-/// How the target classes of a targeted evaluation are chosen.
-#[derive(Debug, Clone, PartialEq)]
-pub enum TargetMode {
-    /// One given class per sample.
-    Given(Vec<u32>),
-    /// A class drawn uniformly from those other than the label, per sample, from the seed.
-    Random,
-    /// The class with the lowest clean logit.
-    LeastLikely,
-    /// Each of the k classes with the highest clean logits other than the label, in turn.
-    Top(usize),
-}
-
-impl TargetMode {
-    /// The mode's name in reports: `given`, `random`, `least-likely` or `top-K`.
-    pub fn name(&self) -> String {
-        match self {
-            TargetMode::Given(_) => "given".into(),
-            TargetMode::Random => "random".into(),
-            TargetMode::LeastLikely => "least-likely".into(),
-            TargetMode::Top(k) => format!("top-{k}"),
-        }
-    }
-}
-
 /// Receives progress events; every method has a no-op default.
 pub trait Progress {
     fn start(&self, _total: u64) {}
     fn advance(&self, _done: u64, _message: &str) {}
     fn finish(&self) {}
+    /// A stage of the run begins (`running integrity checks`, `evaluating model-b`).
+    fn stage(&self, _what: &str) {}
 }
 
 /// Progress that goes nowhere.
@@ -125,6 +109,13 @@ pub struct AttackRecord {
     pub examples: Vec<(usize, Vec<f32>)>,
 }
 
+impl AttackRecord {
+    /// Whether this attack broke sample `i` at the ε with index `k` or a smaller one.
+    pub fn broken_at(&self, i: usize, k: usize) -> bool {
+        self.broken[i].as_ref().is_some_and(|b| b.eps_index <= k)
+    }
+}
+
 /// Everything the evaluation measured; reports are derived from this.
 #[derive(Debug, Clone)]
 pub struct Evaluation {
@@ -152,7 +143,7 @@ impl Evaluation {
 
     /// Whether attack `a` broke sample `i` at the ε with index `k` or a smaller one.
     pub fn broken_by(&self, a: usize, i: usize, k: usize) -> bool {
-        self.attacks[a].broken[i].as_ref().is_some_and(|b| b.eps_index <= k)
+        self.attacks[a].broken_at(i, k)
     }
 
     /// Whether sample `i` counts as robust in attack `a`'s row at ε index `k`: clean-correct and
@@ -176,10 +167,10 @@ impl Evaluation {
 /// Sorts and de-duplicates budgets; rejects non-positive or non-finite ones.
 pub fn normalize_eps(eps: &[f64]) -> Result<Vec<f64>> {
     if eps.is_empty() {
-        return Err(Error::Usage("no ε given".into()));
+        return Err(Error::Config("no ε given".into()));
     }
     if let Some(bad) = eps.iter().find(|e| !(e.is_finite() && **e > 0.0)) {
-        return Err(Error::Usage(format!("ε = {bad} is not a positive number")));
+        return Err(Error::Config(format!("ε = {bad} is not a positive number")));
     }
     let mut v = eps.to_vec();
     v.sort_by(|a, b| a.total_cmp(b));
@@ -222,20 +213,8 @@ pub fn evaluate_keeping(
     let eps = normalize_eps(&cfg.eps)?;
     let batch = cfg.batch_size.max(1);
     let classes = model.num_classes();
-    match &cfg.targets {
-        Some(TargetMode::Given(t)) => {
-            if t.len() != n {
-                return Err(Error::Usage(format!("{} target labels for {n} samples", t.len())));
-            }
-            if let Some(bad) = t.iter().find(|&&c| c as usize >= classes) {
-                return Err(Error::Usage(format!("target class {bad} is out of range for {classes} classes")));
-            }
-        }
-        Some(TargetMode::Top(k)) if *k == 0 || *k >= classes => {
-            return Err(Error::Usage(format!("top-{k} targets: k must be between 1 and {}", classes - 1)));
-        }
-        Some(_) if classes < 2 => return Err(Error::Usage("targeted attacks need at least 2 classes".into())),
-        _ => {}
+    if let Some(mode) = &cfg.targets {
+        mode.check(n, classes)?;
     }
     let device = model.device().clone();
 
@@ -262,7 +241,7 @@ pub fn evaluate_keeping(
     }
     let clean_seconds = clean_start.elapsed().as_secs_f64();
     let correct: Vec<usize> = (0..n).filter(|&i| clean_pred[i] == data.labels[i]).collect();
-    let targets = cfg.targets.as_ref().map(|m| resolve_targets(m, &data.labels, &clean_logits, classes, cfg.seed));
+    let targets = cfg.targets.as_ref().map(|m| m.resolve(&data.labels, &clean_logits, classes, cfg.seed));
     let rounds = targets.as_ref().map_or(1, |t| t.iter().map(Vec::len).max().unwrap_or(0));
     // Progress was sized for all samples; only the clean-correct ones are attacked.
     progress.advance(((n - correct.len()) * cells_guess * rounds_guess) as u64, "clean");
@@ -289,7 +268,7 @@ pub fn evaluate_keeping(
                     .iter()
                     .copied()
                     .filter(|&i| if minimal { true } else { broken[i].is_none() })
-                    .filter(|&i| minimal || !cfg.cascade || !records.iter().any(|rec| broken_at(rec, i, k)))
+                    .filter(|&i| minimal || !cfg.cascade || !records.iter().any(|rec| rec.broken_at(i, k)))
                     .filter(|&i| targets.as_ref().is_none_or(|t| t[i].get(r).is_some_and(|&c| c != data.labels[i])))
                     .collect();
                 let expected = if r < rounds_guess { correct.len() } else { 0 };
@@ -309,7 +288,8 @@ pub fn evaluate_keeping(
                     )?;
                     cell.cost += out.cost;
                     cell.attacked += chunk.len();
-                    let (verified, rows) = verify(model, data, chunk, &goal, &out.x_adv, &threat, &device, &mut cell)?;
+                    let (verified, rows) =
+                        verify(model, attack.name(), data, chunk, &goal, &out.x_adv, &threat, &mut cell)?;
                     cell.cost.forwards += chunk.len() as u64;
                     for (j, &i) in chunk.iter().enumerate() {
                         let Some((pred, linf, l2)) = verified[j] else {
@@ -387,10 +367,6 @@ pub fn evaluate_keeping(
     })
 }
 
-fn broken_at(rec: &AttackRecord, i: usize, k: usize) -> bool {
-    rec.broken[i].as_ref().is_some_and(|b| b.eps_index <= k)
-}
-
 /// The largest perturbation the bounds allow: L∞ hi − lo, L2 (hi − lo)·√dim.
 pub fn unbounded(norm: Norm, bounds: Bounds, per_image: usize) -> Result<ThreatModel> {
     let range = f64::from(bounds.hi - bounds.lo);
@@ -399,94 +375,4 @@ pub fn unbounded(norm: Norm, bounds: Bounds, per_image: usize) -> Result<ThreatM
         Norm::L2 => range * (per_image as f64).sqrt(),
     };
     Ok(ThreatModel::new(norm, eps, bounds)?)
-}
-
-/// Per sample, the target classes tried in turn.
-fn resolve_targets(mode: &TargetMode, labels: &[u32], logits: &[Vec<f32>], classes: usize, seed: u64) -> Vec<Vec<u32>> {
-    let others = |i: usize| -> Vec<u32> { (0..classes as u32).filter(|&c| c != labels[i]).collect() };
-    (0..labels.len())
-        .map(|i| match mode {
-            TargetMode::Given(t) => vec![t[i]],
-            TargetMode::Random => {
-                let key = NoiseKey { seed, stream: u64::MAX, restart: 0 };
-                let o = others(i);
-                vec![o[key.rng(i as u64).random_range(0..o.len())]]
-            }
-            TargetMode::LeastLikely => {
-                let z = &logits[i];
-                let mut o = others(i);
-                // Lowest logit; ties go to the lower class index.
-                o.sort_by(|&a, &b| z[a as usize].total_cmp(&z[b as usize]));
-                vec![o[0]]
-            }
-            TargetMode::Top(k) => {
-                let z = &logits[i];
-                let mut o = others(i);
-                o.sort_by(|&a, &b| z[b as usize].total_cmp(&z[a as usize]));
-                o.truncate(*k);
-                o
-            }
-        })
-        .collect()
-}
-
-/// A re-checked row: `Some((prediction, ‖δ‖∞, ‖δ‖₂))` when adversarial.
-type Verdict = Option<(u32, f64, f64)>;
-
-/// Re-projects, re-checks and re-classifies an attack's output. Per row: `Some((prediction, ‖δ‖∞,
-/// ‖δ‖₂))` when the row is a valid adversarial example, `None` otherwise; and the projected rows.
-#[allow(clippy::too_many_arguments)]
-fn verify(
-    model: &dyn Classifier,
-    data: &ImageSet,
-    chunk: &[usize],
-    goal: &Goal,
-    x_adv: &Tensor,
-    threat: &ThreatModel,
-    device: &Device,
-    cell: &mut CellStats,
-) -> Result<(Vec<Verdict>, Vec<f32>)> {
-    let per = data.per_image();
-    let expected = [chunk.len(), data.shape[0], data.shape[1], data.shape[2]];
-    if x_adv.dims() != expected {
-        return Err(Error::Usage(format!(
-            "an attack returned shape {:?} for a batch of shape {expected:?}",
-            x_adv.dims()
-        )));
-    }
-    let mut rows = x_adv.to_device(&Device::Cpu)?.to_dtype(candle_core::DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
-    let mut within = vec![true; chunk.len()];
-    for (j, &i) in chunk.iter().enumerate() {
-        let x0 = data.image(i);
-        let row = &mut rows[j * per..(j + 1) * per];
-        let (linf, l2) = distances(x0, row);
-        let size = match threat.norm {
-            Norm::Linf => linf,
-            Norm::L2 => l2,
-        };
-        let (lo, hi) = (threat.bounds.lo - 1e-6, threat.bounds.hi + 1e-6);
-        let outside = row.iter().any(|v| !(lo..=hi).contains(v));
-        let ratio = if size.is_finite() { size / threat.eps } else { f64::INFINITY };
-        cell.max_ratio = cell.max_ratio.max(ratio);
-        if outside || ratio > 1.0 + 1e-5 {
-            cell.out_of_budget += 1;
-        }
-        threat.project_exact(x0, row);
-        within[j] = threat.admits(x0, row);
-    }
-    let [c, h, w] = data.shape;
-    let x = Tensor::from_slice(&rows, (chunk.len(), c, h, w), &Device::Cpu)?.to_device(device)?;
-    let preds = predictions(&model.logits(&x)?)?;
-    let verdicts = chunk
-        .iter()
-        .enumerate()
-        .map(|(j, &i)| {
-            if !within[j] || !goal.achieved(j, preds[j]) {
-                return None;
-            }
-            let (linf, l2) = distances(data.image(i), &rows[j * per..(j + 1) * per]);
-            Some((preds[j], linf, l2))
-        })
-        .collect();
-    Ok((verdicts, rows))
 }

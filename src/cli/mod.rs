@@ -1,0 +1,302 @@
+//! The command line: clap types for every subcommand, the exit statuses, and the one place where
+//! raw arguments become a validated [`RunConfig`](gauntlet::run::RunConfig) (`config.rs`).
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+pub mod config;
+pub mod progress;
+
+/// How the process ends (documented in the README and docs/GATE.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitStatus {
+    /// Success: every gate rule passed, or no gate was given.
+    Ok = 0,
+    /// A gate rule failed (`verify`: the files do not match the report).
+    Gate = 1,
+    /// Usage or input error.
+    Usage = 2,
+    /// `--strict` and an integrity check failed: the numbers cannot be trusted.
+    Unreliable = 3,
+}
+
+impl ExitStatus {
+    pub fn code(self) -> i32 {
+        self as i32
+    }
+}
+
+/// Parses the command line; on a usage error prints one line (clap's first, without its usage
+/// block) and returns the status to exit with. `--help` and `--version` print and return `Ok`.
+pub fn parse() -> Result<Cli, ExitStatus> {
+    match Cli::try_parse() {
+        Ok(c) => Ok(c),
+        Err(e) if !e.use_stderr() => {
+            let _ = e.print();
+            Err(ExitStatus::Ok)
+        }
+        Err(e) => {
+            let text = e.render().to_string();
+            let first = text.lines().next().unwrap_or("error: invalid arguments").trim_end();
+            eprintln!("{first} (see `gauntlet --help`)");
+            Err(ExitStatus::Usage)
+        }
+    }
+}
+
+#[derive(Parser, Debug)]
+#[command(name = "gauntlet", version, about = "Adversarial-robustness testing for image classifiers")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Evaluate a model's clean and robust accuracy (defaults: the shipped MNIST model and data).
+    Run(RunArgs),
+    /// Train a model spec on an IDX dataset and write safetensors weights plus a spec.
+    Train(TrainArgs),
+    /// List the available attacks.
+    Attacks,
+    /// Evaluate several models on the same data and rank them (leaderboard in Markdown and HTML).
+    Bench(BenchArgs),
+    /// Check that a report speaks for these model and dataset files (SHA-256); exit 1 if not.
+    Verify(VerifyArgs),
+    /// What changed between two reports: accuracies, checks, gate rules, provenance.
+    Diff(DiffArgs),
+    /// Describe a model: inputs, outputs, operators, parameters, opset, and whether the input
+    /// gradient is available (ONNX or model spec).
+    Inspect(InspectArgs),
+}
+
+/// How to read an ONNX graph: which input and output, and the input size where it is open.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct GraphOpts {
+    /// ONNX: the graph input that takes the images (default: the only input).
+    #[arg(long, value_name = "NAME")]
+    pub input_name: Option<String>,
+    /// ONNX: the graph output that holds the class scores (default: the only output).
+    #[arg(long, value_name = "NAME")]
+    pub output_name: Option<String>,
+    /// ONNX: the model's input size C,H,W (or H,W,C with --layout nhwc) where the graph leaves
+    /// it open or takes flattened images.
+    #[arg(long, value_name = "C,H,W")]
+    pub input_shape: Option<String>,
+    /// ONNX: attack the output of a final Softmax instead of the logits before it (not
+    /// recommended: cross-entropy on probabilities masks gradients).
+    #[arg(long)]
+    pub keep_softmax: bool,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct InspectArgs {
+    /// An ONNX file or a model spec (.toml); not needed with --operators.
+    #[arg(required_unless_present = "operators")]
+    pub model: Option<PathBuf>,
+    #[command(flatten)]
+    pub graph: GraphOpts,
+    /// List every ONNX operator the executor runs, with its gradient status.
+    #[arg(long)]
+    pub operators: bool,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct BenchArgs {
+    /// Model specs (.toml) or ONNX files, or `builtin:mnist-cnn` for the shipped model.
+    #[arg(required = true, value_name = "MODEL")]
+    pub models: Vec<PathBuf>,
+    #[command(flatten)]
+    pub eval: EvalOpts,
+    /// Where to write the leaderboard (leaderboard.md, leaderboard.html, leaderboard.json) and one
+    /// report folder per model.
+    #[arg(long, value_name = "DIR")]
+    pub report_dir: PathBuf,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct VerifyArgs {
+    /// A report.json written by `gauntlet run`.
+    pub report: PathBuf,
+    /// The model spec (.toml) to check; default: the shipped model.
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// The dataset to check; default: the shipped data.
+    #[arg(long)]
+    pub dataset: Option<PathBuf>,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct DiffArgs {
+    /// The earlier report.json.
+    pub old: PathBuf,
+    /// The later report.json.
+    pub new: PathBuf,
+    /// Judge both reports by this gate (OLD as NEW's baseline) and compare rule by rule.
+    #[arg(long, value_name = "FILE")]
+    pub gate: Option<PathBuf>,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Table,
+    Json,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct RunArgs {
+    /// Model spec (.toml naming safetensors weights); default: the shipped MNIST CNN.
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    #[command(flatten)]
+    pub eval: EvalOpts,
+    /// What to print on stdout.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+    /// Also write the report to FILE: JSON, or the table if FILE ends in .txt.
+    #[arg(long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Write every output into DIR under fixed names: report.json, samples.jsonl, summary.md,
+    /// junit.xml, report.html (and adversarial/ with --save-adversarial).
+    #[arg(long, value_name = "DIR")]
+    pub report_dir: Option<PathBuf>,
+    /// Save up to N adversarial examples per attack: PNGs (clean, adversarial, difference) and an
+    /// NPZ, under DIR/adversarial (needs --report-dir).
+    #[arg(long, value_name = "N", requires = "report_dir")]
+    pub save_adversarial: Option<usize>,
+    /// Release gate: a TOML file of rules (docs/GATE.md); exit 1 when a rule fails.
+    #[arg(long, value_name = "FILE")]
+    pub gate: Option<PathBuf>,
+    /// An earlier report.json for the gate's regression rules.
+    #[arg(long, value_name = "REPORT", requires = "gate")]
+    pub baseline: Option<PathBuf>,
+    /// Exit 0 even when a gate rule or (with --strict) an integrity check fails; input errors still exit 2.
+    #[arg(long)]
+    pub exit_zero: bool,
+}
+
+/// Settings shared by `run` and `bench`.
+#[derive(clap::Args, Debug)]
+pub struct EvalOpts {
+    #[command(flatten)]
+    pub graph: GraphOpts,
+    /// Labelled data: IDX (file or folder), .npz, .npy, .safetensors, CIFAR .bin batches (file or
+    /// folder), an image folder (root/<class>/*.png|jpg|bmp) or a `path,label` .csv (docs/DATASETS.md);
+    /// default: 1,000 shipped MNIST test images.
+    #[arg(long)]
+    pub dataset: Option<PathBuf>,
+    /// Resize every image: N (the shorter side to N, keeping the aspect ratio) or H,W; bilinear.
+    #[arg(long, value_name = "N|H,W")]
+    pub resize: Option<String>,
+    /// Then cut the central N×N or H×W window out of every image.
+    #[arg(long, value_name = "N|H,W")]
+    pub center_crop: Option<String>,
+    /// Axis order of 4-D image arrays in .npy/.npz/.safetensors data: auto, nchw or nhwc.
+    #[arg(long, default_value = "auto", value_name = "LAYOUT")]
+    pub data_layout: String,
+    /// Per-channel mean subtracted inside the model (one value, or one per channel), e.g.
+    /// 0.485,0.456,0.406; ε stays in [0, 1] pixel space.
+    #[arg(long, value_name = "M[,M...]")]
+    pub mean: Option<String>,
+    /// Per-channel standard deviation divided by inside the model (as --mean), e.g. 0.229,0.224,0.225.
+    #[arg(long, value_name = "S[,S...]")]
+    pub std: Option<String>,
+    /// Channel order the model expects: rgb, or bgr (the channels are reversed before it).
+    #[arg(long, default_value = "rgb", value_name = "ORDER")]
+    pub channel_order: String,
+    /// Input layout the model itself takes: nchw, or nhwc (transposed before it).
+    #[arg(long, default_value = "nchw", value_name = "LAYOUT")]
+    pub layout: String,
+    /// Evaluate only the first N samples.
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Attack as NAME or NAME:key=value,... (repeatable); default: fgsm and pgd.
+    #[arg(long = "attack", value_name = "SPEC", conflicts_with = "preset")]
+    pub attacks: Vec<String>,
+    /// A fixed attack set: `standard` (apgd → apgd-t → fmn → square, cascade, AutoAttack's protocol)
+    /// or `quick` (fgsm, pgd, apgd).
+    #[arg(long, value_enum)]
+    pub preset: Option<Preset>,
+    /// `independent`: every attack on every sample; `cascade`: each attack only on the samples the
+    /// earlier ones left robust. Default: cascade for --preset standard, else independent.
+    #[arg(long, value_enum)]
+    pub protocol: Option<Protocol>,
+    /// Threat model norm.
+    #[arg(long, default_value = "linf")]
+    pub norm: String,
+    /// Budgets, comma-separated; fractions allowed (8/255). Default: 0.05,0.1,0.2,0.3 (linf) or 0.5,1,1.5,2 (l2).
+    #[arg(long)]
+    pub eps: Option<String>,
+    /// Targeted attacks: class K for every sample, `random` (a random other class), `least-likely`
+    /// (lowest clean logit) or `top-K` (each of the K most likely other classes in turn).
+    #[arg(long, value_name = "MODE", conflicts_with = "targets")]
+    pub target: Option<String>,
+    /// Targeted attacks: a text file with one target class per sample.
+    #[arg(long, value_name = "FILE")]
+    pub targets: Option<PathBuf>,
+    /// Seed of every random start; results do not depend on batch size or threads.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    #[arg(long, default_value_t = 256)]
+    pub batch_size: usize,
+    /// No progress bar.
+    #[arg(long, short)]
+    pub quiet: bool,
+    /// cpu, cuda, cuda:N or auto.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// Worker threads (default: physical cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Exit with status 3 when an integrity check fails.
+    #[arg(long, conflicts_with = "no_checks")]
+    pub strict: bool,
+    /// Skip the integrity checks.
+    #[arg(long)]
+    pub no_checks: bool,
+    /// Samples the checks' extra attacks run on.
+    #[arg(long, default_value_t = 100, value_name = "N")]
+    pub check_samples: usize,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Preset {
+    Standard,
+    Quick,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Protocol {
+    Independent,
+    Cascade,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct TrainArgs {
+    /// Architecture spec (.toml; conv2d layers need `out` and `kernel`, linear layers `out`).
+    #[arg(long)]
+    pub spec: PathBuf,
+    /// Training data (any dataset format).
+    #[arg(long)]
+    pub dataset: PathBuf,
+    /// Output spec path; the weights go beside it with the extension .safetensors.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Held-out data to report accuracy on after each epoch.
+    #[arg(long)]
+    pub test: Option<PathBuf>,
+    #[arg(long, default_value_t = 2)]
+    pub epochs: usize,
+    #[arg(long, default_value_t = 64)]
+    pub batch_size: usize,
+    #[arg(long, default_value_t = 1e-3)]
+    pub lr: f64,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Train on the first N samples only.
+    #[arg(long)]
+    pub limit: Option<usize>,
+    #[arg(long)]
+    pub threads: Option<usize>,
+}

@@ -1,0 +1,70 @@
+//! What an evaluation hands to the report besides the numbers: per-sample records
+//! (`samples.jsonl`) and the kept adversarial examples.
+
+use gauntlet_datasets::ImageSet;
+
+use super::Evaluation;
+use crate::report::adversarial::AdvExample;
+use crate::report::samples::{SampleRecord, SampleResult};
+
+impl Evaluation {
+    /// Every sample's record.
+    pub fn sample_records(&self) -> Vec<SampleRecord> {
+        let ev = self;
+        (0..ev.samples())
+            .map(|i| {
+                let mut results = Vec::with_capacity(ev.attacks.len() * ev.eps.len());
+                for (a, rec) in ev.attacks.iter().enumerate() {
+                    for (k, &eps) in ev.eps.iter().enumerate() {
+                        let hit = rec.broken[i].as_ref().filter(|_| ev.broken_by(a, i, k));
+                        results.push(SampleResult {
+                            attack: rec.name.clone(),
+                            eps,
+                            broken: hit.is_some(),
+                            adv_pred: hit.map(|b| b.adv_pred),
+                            linf: hit.map(|b| b.linf),
+                            l2: hit.map(|b| b.l2),
+                            step: hit.and_then(|b| b.step),
+                            first_eps: hit.map(|b| ev.eps[b.eps_index]),
+                        });
+                    }
+                }
+                SampleRecord {
+                    index: i,
+                    label: ev.labels[i],
+                    clean_pred: ev.clean_pred[i],
+                    correct: ev.correct(i),
+                    targets: ev.targets.as_ref().map(|t| t[i].clone()),
+                    results,
+                    robust: (0..ev.eps.len()).map(|k| ev.robust_all(i, k)).collect(),
+                }
+            })
+            .collect()
+    }
+
+    /// The examples kept by [`evaluate_keeping`](super::evaluate_keeping), attack by attack, beside
+    /// their clean images.
+    pub fn adversarial_examples(&self, data: &ImageSet) -> Vec<AdvExample> {
+        let ev = self;
+        let mut out = Vec::new();
+        for rec in &ev.attacks {
+            for (i, adv) in &rec.examples {
+                let Some(b) = rec.broken[*i].as_ref() else { continue };
+                out.push(AdvExample {
+                    attack: rec.name.clone(),
+                    index: *i,
+                    label: ev.labels[*i],
+                    clean_pred: ev.clean_pred[*i],
+                    adv_pred: b.adv_pred,
+                    eps: ev.eps[b.eps_index.min(ev.eps.len() - 1)],
+                    linf: b.linf,
+                    l2: b.l2,
+                    shape: data.shape,
+                    clean: data.image(*i).to_vec(),
+                    adv: adv.clone(),
+                });
+            }
+        }
+        out
+    }
+}

@@ -1,0 +1,298 @@
+//! One whole run, from a validated [`RunConfig`] to a report: load the model and the data, run the
+//! sweep ([`crate::eval`]) and the integrity checks ([`crate::checks`]), record provenance. Shared
+//! by `gauntlet run` and `gauntlet bench`.
+
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device};
+use gauntlet_attacks::{Attack, Norm, Registry};
+use gauntlet_datasets::{self as datasets, ImageSet, OpenOptions};
+use gauntlet_models::preprocess::Preprocessed;
+use gauntlet_models::{self as models, Classifier, LoadOptions};
+use serde_json::json;
+
+use crate::checks;
+use crate::eval::{evaluate_keeping, normalize_eps, EvalConfig, Progress, TargetMode};
+use crate::report::adversarial::AdvExample;
+use crate::report::provenance::{self, Provenance};
+use crate::report::samples::SampleRecord;
+use crate::report::{DatasetInfo, Meta, ModelInfo, Report, RunInfo};
+use crate::{Error, Result};
+
+/// Everything one evaluation needs, validated by [`RunConfig::check`].
+#[derive(Debug)]
+pub struct RunConfig {
+    /// `None`: the shipped model.
+    pub model: Option<PathBuf>,
+    /// `None`: the shipped data (only with the shipped model).
+    pub dataset: Option<PathBuf>,
+    pub limit: Option<usize>,
+    /// The attacks, in order, built once from their specs.
+    pub attacks: Vec<Box<dyn Attack>>,
+    pub cascade: bool,
+    pub norm: Norm,
+    pub eps: Vec<f64>,
+    pub target: Option<Target>,
+    pub seed: u64,
+    pub batch_size: usize,
+    pub device: Device,
+    pub checks: bool,
+    pub check_samples: usize,
+    /// Adversarial examples to keep per attack (for `--save-adversarial` and the HTML report).
+    pub keep: usize,
+    /// Graph input/output choice and the pixel-space preprocessing.
+    pub model_options: LoadOptions,
+    /// How the dataset is read: resize, center crop, array layout.
+    pub data_options: OpenOptions,
+}
+
+/// How the targets of a targeted run are given.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Target {
+    /// Class K for every sample.
+    Class(u32),
+    Random,
+    LeastLikely,
+    Top(usize),
+    /// One class per sample, read from a text file.
+    File(PathBuf),
+}
+
+impl Target {
+    /// `K`, `random`, `least-likely` (or `ll`) or `top-K`.
+    pub fn parse(text: &str) -> Result<Target> {
+        let t = text.trim().to_ascii_lowercase();
+        let bad = |hint: &str| Error::Config(format!("--target {text}: {hint}"));
+        Ok(match t.as_str() {
+            "random" => Target::Random,
+            "least-likely" | "ll" => Target::LeastLikely,
+            _ => match t.strip_prefix("top-").or_else(|| t.strip_prefix("top")) {
+                Some(k) => Target::Top(k.parse().ok().filter(|&k| k > 0).ok_or_else(|| bad("use top-K with K ≥ 1"))?),
+                None => Target::Class(t.parse().map_err(|_| bad("use a class index, random, least-likely or top-K"))?),
+            },
+        })
+    }
+
+    /// The mode as recorded in the configuration (`None` for a targets file).
+    fn describe(&self) -> Option<String> {
+        match self {
+            Target::Class(k) => Some(k.to_string()),
+            Target::Random => Some("random".into()),
+            Target::LeastLikely => Some("least-likely".into()),
+            Target::Top(k) => Some(format!("top-{k}")),
+            Target::File(_) => None,
+        }
+    }
+
+    /// The evaluator's targets for `n` samples.
+    fn mode(&self, n: usize) -> Result<TargetMode> {
+        Ok(match self {
+            Target::Class(k) => TargetMode::Given(vec![*k; n]),
+            Target::Random => TargetMode::Random,
+            Target::LeastLikely => TargetMode::LeastLikely,
+            Target::Top(k) => TargetMode::Top(*k),
+            Target::File(path) => TargetMode::Given(read_targets(path, n)?),
+        })
+    }
+}
+
+/// A finished evaluation: the report, what only the report folder holds, and what the user should
+/// be told (notes from loading the model).
+pub struct Outcome {
+    pub report: Report,
+    pub samples: Vec<SampleRecord>,
+    pub examples: Vec<AdvExample>,
+    pub notes: Vec<String>,
+}
+
+impl Outcome {
+    /// Writes every output into `dir` (see [`crate::report::dir::write`]).
+    pub fn write_dir(&self, dir: &Path, save_adversarial: bool) -> Result<Vec<PathBuf>> {
+        crate::report::dir::write(dir, &self.report, &self.samples, &self.examples, save_adversarial)
+    }
+}
+
+impl RunConfig {
+    /// Refuses settings that cannot work, before anything is loaded.
+    pub fn check(&self) -> Result<()> {
+        if self.batch_size == 0 {
+            return Err(Error::Config("--batch-size must be at least 1".into()));
+        }
+        if self.limit == Some(0) {
+            return Err(Error::Config("--limit must be at least 1".into()));
+        }
+        if self.attacks.is_empty() {
+            return Err(Error::Config("no attack given".into()));
+        }
+        normalize_eps(&self.eps)?;
+        Ok(())
+    }
+
+    /// The attack names, as reports give them.
+    pub fn attack_names(&self) -> Vec<String> {
+        self.attacks.iter().map(|a| a.name().to_string()).collect()
+    }
+
+    /// The resolved configuration recorded in the report: every setting that can change the numbers.
+    pub fn config(&self, model_source: &str, dataset_source: &str) -> serde_json::Value {
+        let attacks: Vec<String> = self.attacks.iter().map(|a| format!("{}:{}", a.name(), a.params())).collect();
+        let target_file = match &self.target {
+            Some(Target::File(p)) => Some(p.display().to_string()),
+            _ => None,
+        };
+        let mut config = json!({
+            "model": model_source,
+            "dataset": dataset_source,
+            "limit": self.limit,
+            "attacks": attacks,
+            "protocol": if self.cascade { "cascade" } else { "independent" },
+            "norm": self.norm.name(),
+            "eps": self.eps,
+            "target": self.target.as_ref().and_then(Target::describe),
+            "targets_file": target_file,
+            "seed": self.seed,
+            "batch_size": self.batch_size,
+            "checks": self.checks,
+            "check_samples": self.check_samples,
+        });
+        // Recorded only when set, so that the configuration (and its hash) of a run without them
+        // stays what it was before these options existed.
+        let pre = &self.model_options.preprocess;
+        if !pre.is_identity() {
+            config["preprocessing"] = json!(pre.describe());
+        }
+        if !self.data_options.is_default() {
+            config["data_options"] = json!(self.data_options.describe());
+        }
+        config
+    }
+
+    /// Loads, evaluates, checks and builds the report (with provenance).
+    pub fn evaluate(self, progress: &dyn Progress) -> Result<Outcome> {
+        self.check()?;
+        let started_at = provenance::now();
+        let (model, model_source) = load_model(self.model.as_deref(), &self.device, &self.model_options)?;
+        if let Some(issue) = model.gradient_issue() {
+            let gradient: Vec<&str> = self.attacks.iter().filter(|a| a.needs_gradients()).map(|a| a.name()).collect();
+            if !gradient.is_empty() {
+                return Err(Error::Input {
+                    path: model_source,
+                    message: format!(
+                        "{issue}: gradient attacks ({}) would overstate robustness; use a gradient-free attack (--attack square) or remove the operator from the exported graph",
+                        gradient.join(", ")
+                    ),
+                });
+            }
+        }
+        if self.model.is_some() && self.dataset.is_none() {
+            return Err(Error::Config(
+                "--dataset is required with --model (the shipped data fits only the shipped model)".into(),
+            ));
+        }
+        let mut data = load_dataset(self.dataset.as_deref(), &self.data_options)?;
+        if let Some(limit) = self.limit {
+            data.truncate(limit);
+        }
+        data.validate(model.input_shape(), model.num_classes())?;
+        let targets = self.target.as_ref().map(|t| t.mode(data.labels.len())).transpose()?;
+        // Hash before evaluating: the files cannot change unnoticed while the run reads them.
+        let model_files = provenance::model_files(self.model.as_deref())?;
+        let dataset_files = provenance::dataset_files(self.dataset.as_deref())?;
+        let config = self.config(&model_source, &data.source);
+        let cfg = EvalConfig {
+            attacks: self.attacks,
+            norm: self.norm,
+            eps: self.eps,
+            seed: self.seed,
+            batch_size: self.batch_size,
+            targets,
+            cascade: self.cascade,
+        };
+        let ev = evaluate_keeping(&model, &data, &cfg, progress, self.keep)?;
+        let checks = if self.checks {
+            progress.stage("running integrity checks");
+            checks::run(&model, &data, &cfg, &ev, &Registry::default(), self.check_samples)?
+        } else {
+            Vec::new()
+        };
+        let bounds = model.bounds();
+        let meta = Meta {
+            model: ModelInfo {
+                source: model_source,
+                input: model.input_shape(),
+                classes: model.num_classes(),
+                parameters: model.parameter_count(),
+                preprocessing: self.model_options.preprocess.describe(),
+            },
+            dataset: DatasetInfo { source: data.source.clone(), samples: data.labels.len() },
+            seed: self.seed,
+            bounds: [bounds.lo, bounds.hi],
+            run: RunInfo {
+                device: format!("{:?}", self.device).to_lowercase(),
+                threads: candle_core::utils::get_num_threads(),
+                batch_size: self.batch_size,
+                time_s: ev.total_seconds,
+                clean_time_s: ev.clean_seconds,
+            },
+        };
+        let mut report = Report::new(&ev, meta);
+        report.checks = checks;
+        report.provenance = Some(Provenance {
+            model_files,
+            dataset_files,
+            config_sha256: provenance::config_hash(&config),
+            config,
+            tool_version: env!("CARGO_PKG_VERSION").into(),
+            git_commit: provenance::git_commit(),
+            command: std::env::args().collect(),
+            started_at,
+            finished_at: provenance::now(),
+        });
+        let notes = model.notes().into_iter().map(|n| format!("{}: {n}", report.model.source)).collect();
+        Ok(Outcome { samples: ev.sample_records(), examples: ev.adversarial_examples(&data), report, notes })
+    }
+}
+
+/// The model at `path`, or the shipped one (`None` or `builtin:mnist-cnn`), and its source name.
+pub fn load_model(path: Option<&Path>, device: &Device, opts: &LoadOptions) -> Result<(Box<dyn Classifier>, String)> {
+    Ok(match path {
+        Some(p) if !is_builtin_model(p) => {
+            (models::load_classifier(p, DType::F32, device, opts)?, p.display().to_string())
+        }
+        _ => {
+            let zoo = models::zoo::mnist_cnn(device)?;
+            let model: Box<dyn Classifier> = if opts.preprocess.is_identity() {
+                Box::new(zoo)
+            } else {
+                Box::new(Preprocessed::new(zoo, opts.preprocess.clone())?)
+            };
+            (model, models::zoo::MNIST_CNN.to_string())
+        }
+    })
+}
+
+/// Whether a model argument names the shipped model.
+pub fn is_builtin_model(p: &Path) -> bool {
+    p.as_os_str() == models::zoo::MNIST_CNN
+}
+
+/// The dataset at `path` read with `opts`, or the shipped data (`None`).
+pub fn load_dataset(path: Option<&Path>, opts: &OpenOptions) -> Result<ImageSet> {
+    Ok(match path {
+        Some(p) => datasets::open_with(p, opts)?,
+        None => datasets::fit_all(datasets::samples::mnist_test_1k()?, opts)?,
+    })
+}
+
+fn read_targets(path: &Path, n: usize) -> Result<Vec<u32>> {
+    let err = |message: String| Error::Input { path: path.display().to_string(), message };
+    let text = std::fs::read_to_string(path).map_err(|e| err(format!("cannot read the targets file ({e})")))?;
+    let targets = text
+        .split_whitespace()
+        .map(|t| t.parse::<u32>().map_err(|_| err(format!("`{t}` is not a class index"))))
+        .collect::<Result<Vec<_>>>()?;
+    if targets.len() < n {
+        return Err(err(format!("{} targets for {n} samples", targets.len())));
+    }
+    Ok(targets[..n].to_vec())
+}
