@@ -1,30 +1,17 @@
 //! The integrity checks fire on models built to trip them, and stay quiet on a normal one.
 
 use candle_core::{Device, Tensor};
-use gauntlet::attacks::{Norm, Registry};
+use common::data;
+use gauntlet::attacks::Registry;
 use gauntlet::checks;
-use gauntlet::datasets::{samples, ImageSet};
 use gauntlet::eval::{evaluate, EvalConfig, Evaluation, Silent};
 use gauntlet::models::{zoo, Classifier, Sequential};
 use gauntlet::report::{Check, Status};
 
-fn data(n: usize) -> ImageSet {
-    let mut d = samples::mnist_test_1k().unwrap();
-    d.truncate(n);
-    d
-}
+mod common;
 
 fn config(attacks: &[&str], eps: &[f64]) -> EvalConfig {
-    let r = Registry::default();
-    EvalConfig {
-        attacks: attacks.iter().map(|a| r.create(a).unwrap()).collect(),
-        norm: Norm::Linf,
-        eps: eps.to_vec(),
-        seed: 3,
-        batch_size: 100,
-        targets: None,
-        cascade: false,
-    }
+    common::config(attacks, eps, 3, 100)
 }
 
 /// Evaluates and checks; returns the evaluation and the checks by name.

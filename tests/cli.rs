@@ -1,32 +1,8 @@
 //! The binary end to end: reports, exit codes, one-line errors, no half-written output.
 
-use std::path::PathBuf;
-use std::process::{Command, Output};
+mod common;
 
-fn gauntlet(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_gauntlet")).args(args).output().unwrap()
-}
-
-fn tmpdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("gauntlet-cli-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-/// Asserts exit code 2 and a one-line error containing every needle.
-fn assert_input_error(o: &Output, needles: &[&str]) {
-    let e = stderr(o);
-    assert_eq!(o.status.code(), Some(2), "stderr: {e}");
-    assert_eq!(e.trim().lines().count(), 1, "error must be one line: {e}");
-    for n in needles {
-        assert!(e.contains(n), "`{n}` missing from: {e}");
-    }
-}
+use common::{assert_input_error, gauntlet, stderr, tmpdir};
 
 #[test]
 fn json_report_has_the_documented_fields() {

@@ -1,50 +1,12 @@
 //! The release gate end to end: exit codes 0/1/2/3, --exit-zero, baseline regressions, the report
 //! folder, `verify` catching a one-byte change and `diff` naming what changed.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
+use std::process::Output;
 
-fn gauntlet(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_gauntlet")).args(args).output().unwrap()
-}
+use common::{gauntlet, json, stderr, stdout, tmpdir, validate, write};
 
-fn tmpdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("gauntlet-gate-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn write(dir: &Path, name: &str, text: &str) -> String {
-    let p = dir.join(name);
-    std::fs::write(&p, text).unwrap();
-    p.to_str().unwrap().to_string()
-}
-
-/// Validates a JSON value against a schema in docs/.
-fn validate(schema: &str, v: &serde_json::Value) {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs").join(schema);
-    let schema: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    let id = schema["$id"].as_str().unwrap().to_string();
-    let (mut schemas, mut compiler) = (boon::Schemas::new(), boon::Compiler::new());
-    compiler.add_resource(&id, schema).unwrap();
-    let index = compiler.compile(&id, &mut schemas).unwrap();
-    if let Err(e) = schemas.validate(v, index) {
-        panic!("does not match {id}: {e:#}\n{v:#}");
-    }
-}
-
-fn json(path: &Path) -> serde_json::Value {
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
+mod common;
 
 /// A fast evaluation of the shipped model: 60 samples, FGSM and 5-step PGD at ε 0.1 and 0.3.
 const FAST: &[&str] = &["--limit", "60", "--attack", "fgsm", "--attack", "pgd:steps=5", "--eps", "0.1,0.3", "--quiet"];
