@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{assert_input_error, gauntlet, stderr, tmpdir};
+use common::{assert_input_error, gauntlet, json, jsonl, stderr, tmpdir};
 
 #[test]
 fn json_report_has_the_documented_fields() {
@@ -247,4 +247,97 @@ fn presets_and_target_modes_on_the_command_line() {
     assert!(o.status.success(), "{}", stderr(&o));
     let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!((r["goal"].as_str(), r["target_mode"].as_str()), (Some("targeted"), Some("top-2")));
+}
+
+/// `--preset standard`: AutoAttack's cascade apgd → apgd-t → fmn → square. Who broke each sample
+/// first, per ε, recomputed two ways: from the cascade's cumulative robust counts (attack k's
+/// first breaks = robust after attack k−1 minus robust after attack k) and from samples.jsonl (the
+/// first attack, in order, whose record says broken).
+#[test]
+fn preset_standard_cascade_credits_each_break_to_the_first_attack() {
+    let d = tmpdir("standard");
+    let dir = d.join("out");
+    let o = gauntlet(&[
+        "run",
+        "--preset",
+        "standard",
+        "--limit",
+        "20",
+        "--eps",
+        "0.1,0.15",
+        "-q",
+        "--no-checks",
+        "--report-dir",
+        dir.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let r = json(&dir.join("report.json"));
+    let lines = jsonl(&dir.join("samples.jsonl"));
+    let order = ["apgd", "apgd-t", "fmn", "square"];
+    assert_eq!(r["protocol"], "cascade");
+    let results = r["results"].as_array().unwrap();
+    let names: Vec<&str> = results.iter().map(|x| x["attack"].as_str().unwrap()).collect();
+    assert_eq!(names, ["apgd", "apgd", "apgd-t", "apgd-t", "fmn", "fmn", "square", "square"]);
+    let clean_correct = r["clean_correct"].as_u64().unwrap() as usize;
+    assert_eq!(lines.len(), 20);
+    assert_eq!(lines.iter().filter(|l| l["correct"] == true).count(), clean_correct);
+    let eps = [0.1, 0.15];
+    let mut credited = [0usize; 4];
+    for (k, &e) in eps.iter().enumerate() {
+        let robust_after = |a: usize| results[2 * a + k]["robust"].as_u64().unwrap() as usize;
+        // From samples.jsonl: the first attack in the cascade order that broke the sample at ε.
+        let mut first = [0usize; 4];
+        for l in lines.iter().filter(|l| l["correct"] == true) {
+            let broke = |name: &str| {
+                l["results"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|x| x["attack"] == name && x["eps"] == e && x["broken"] == true)
+            };
+            if let Some(a) = order.iter().position(|n| broke(n)) {
+                first[a] += 1;
+            }
+        }
+        let wc = &r["worst_case"][k];
+        assert_eq!(wc["eps"], e);
+        let reported: Vec<usize> =
+            wc["broken_first_by"].as_array().unwrap().iter().map(|f| f["broken"].as_u64().unwrap() as usize).collect();
+        let by_name: Vec<&str> =
+            wc["broken_first_by"].as_array().unwrap().iter().map(|f| f["attack"].as_str().unwrap()).collect();
+        assert_eq!(by_name, order);
+        assert_eq!(reported, first, "ε {e}: broken_first_by against samples.jsonl");
+        for a in 0..4 {
+            let before = if a == 0 { clean_correct } else { robust_after(a - 1) };
+            assert_eq!(
+                reported[a],
+                before - robust_after(a),
+                "ε {e}: {} first breaks against the robust counts",
+                order[a]
+            );
+            credited[a] += reported[a];
+        }
+        assert_eq!(robust_after(3), wc["robust"].as_u64().unwrap() as usize);
+        // Cascade: each budgeted attack is handed exactly the samples the earlier ones left robust
+        // at this ε and it did not break at a smaller one; FMN (minimal norm) runs on every one.
+        for a in [1usize, 3] {
+            let handed = lines
+                .iter()
+                .filter(|l| l["correct"] == true)
+                .filter(|l| {
+                    l["results"].as_array().unwrap().iter().all(|x| {
+                        let earlier = order[..a].contains(&x["attack"].as_str().unwrap()) && x["eps"] == e;
+                        let own_smaller = x["attack"] == order[a] && x["eps"].as_f64().unwrap() < e;
+                        !((earlier || own_smaller) && x["broken"] == true)
+                    })
+                })
+                .count();
+            assert_eq!(results[2 * a + k]["attacked"], handed, "ε {e}: samples handed to {}", order[a]);
+        }
+        assert_eq!(results[4 + k]["attacked"], clean_correct);
+    }
+    // Not vacuous: APGD breaks first at both budgets, APGD-T at least once, and FMN breaks samples
+    // that the cascade credits to earlier attacks.
+    assert!(credited[0] > 0 && credited[1] > 0, "{credited:?}");
+    assert!(results[5]["broken"].as_u64().unwrap() as usize > credited[2], "{}", results[5]);
 }
