@@ -341,3 +341,52 @@ fn preset_standard_cascade_credits_each_break_to_the_first_attack() {
     assert!(credited[0] > 0 && credited[1] > 0, "{credited:?}");
     assert!(results[5]["broken"].as_u64().unwrap() as usize > credited[2], "{}", results[5]);
 }
+
+/// `--threads 1` and `--threads 2` give the same numbers and the same samples.jsonl, byte for byte.
+#[test]
+fn results_do_not_depend_on_the_thread_count() {
+    let d = tmpdir("threads");
+    let run = |threads: &str| {
+        let dir = d.join(format!("t{threads}"));
+        let o = gauntlet(&[
+            "run",
+            "--limit",
+            "40",
+            "--attack",
+            "fgsm",
+            "--attack",
+            "pgd:steps=10",
+            "--attack",
+            "square:queries=100",
+            "--eps",
+            "0.1,0.2",
+            "--threads",
+            threads,
+            "-q",
+            "--no-checks",
+            "--report-dir",
+            dir.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        (json(&dir.join("report.json")), std::fs::read_to_string(dir.join("samples.jsonl")).unwrap())
+    };
+    let ((a, sa), (b, sb)) = (run("1"), run("2"));
+    assert_eq!((a["run"]["threads"].as_u64(), b["run"]["threads"].as_u64()), (Some(1), Some(2)));
+    assert_eq!(sa, sb, "samples.jsonl differs between 1 and 2 threads");
+    assert_eq!(sa.lines().count(), 40);
+    for key in ["clean_accuracy", "clean_correct", "worst_case"] {
+        assert!(!a[key].is_null(), "{key}");
+        assert_eq!(a[key], b[key], "{key}");
+    }
+    let (ra, rb) = (a["results"].as_array().unwrap(), b["results"].as_array().unwrap());
+    assert_eq!(ra.len(), 6);
+    for (x, y) in ra.iter().zip(rb) {
+        for key in
+            ["attack", "eps", "robust", "broken", "attacked", "perturbation", "forward_passes", "gradient_passes"]
+        {
+            assert_eq!(x[key], y[key], "{} eps {}: {key}", x["attack"], x["eps"]);
+        }
+    }
+    // Something was broken, so the comparison covers perturbations too.
+    assert!(ra.iter().all(|x| x["broken"].as_u64().unwrap() > 0), "{ra:?}");
+}

@@ -3,7 +3,7 @@
 use candle_core::Device;
 use common::{data, report};
 use gauntlet::attacks::{Attack, AttackBatch, AttackOutput, Cost, Norm, ThreatModel};
-use gauntlet::eval::{evaluate, EvalConfig, Evaluation, Silent, TargetMode};
+use gauntlet::eval::{evaluate, Broken, EvalConfig, Evaluation, Silent, TargetMode};
 use gauntlet::models::{zoo, Classifier};
 
 mod common;
@@ -323,5 +323,42 @@ fn l2_apgd_is_at_least_as_strong_as_torchattacks() {
             let ours = r.results[a * eps.len() + k].robust_accuracy;
             assert!(ours <= reference + 0.01 + 1e-9, "L2 {name} eps {e}: ours {ours}, torchattacks {reference}");
         }
+    }
+}
+
+/// APGD, MI-FGSM and Square give identical records at batch sizes 7 and 64. FMN reaches the same
+/// verdict per sample (ε, prediction, iteration), but its perturbation sizes differ in the last
+/// bits of f32 between batch sizes (a few ulps of a pixel), so they are compared to 1e-6 + 1e-5·size.
+#[test]
+fn apgd_mi_fgsm_square_and_fmn_do_not_depend_on_batch_size() {
+    let model = zoo::mnist_cnn(&Device::Cpu).unwrap();
+    let d = data(30);
+    let attacks = ["apgd:steps=20", "mi-fgsm", "square:queries=200", "fmn:steps=20"];
+    let run = |b| evaluate(&model, &d, &config(&attacks, &[0.1, 0.2], b), &Silent).unwrap();
+    let (a, b) = (run(7), run(64));
+    assert_eq!(a.clean_pred, b.clean_pred);
+    for (x, y) in a.attacks.iter().zip(&b.attacks) {
+        if x.radius.is_none() {
+            assert_eq!(x.broken, y.broken, "attack {} differs between batch sizes 7 and 64", x.name);
+        }
+        for (i, (p, q)) in x.broken.iter().zip(&y.broken).enumerate() {
+            let verdict = |b: &Option<Broken>| b.as_ref().map(|b| (b.eps_index, b.adv_pred, b.step));
+            assert_eq!(verdict(p), verdict(q), "attack {}, sample {i}", x.name);
+            if let (Some(p), Some(q)) = (p, q) {
+                for (u, v) in [(p.linf, q.linf), (p.l2, q.l2), (p.norm, q.norm)] {
+                    assert!((u - v).abs() <= 1e-6 + 1e-5 * v, "attack {}, sample {i}: {p:?} vs {q:?}", x.name);
+                }
+            }
+        }
+        for (cx, cy) in x.cells.iter().zip(&y.cells) {
+            assert_eq!((cx.attacked, cx.cost), (cy.attacked, cy.cost), "attack {}", x.name);
+        }
+        // Each attack breaks some samples, so the comparison is not between empty records.
+        assert!(x.broken.iter().flatten().count() > 0, "attack {} broke nothing", x.name);
+    }
+    let (ra, rb) = (a.attacks[3].radius.as_ref().unwrap(), b.attacks[3].radius.as_ref().unwrap());
+    assert_eq!(ra.iter().flatten().count(), 30, "FMN finds every clean-correct sample's radius");
+    for (u, v) in ra.iter().zip(rb) {
+        assert!((u.unwrap() - v.unwrap()).abs() <= 1e-6 + 1e-5 * v.unwrap(), "{u:?} vs {v:?}");
     }
 }
