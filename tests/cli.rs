@@ -1,32 +1,8 @@
 //! The binary end to end: reports, exit codes, one-line errors, no half-written output.
 
-use std::path::PathBuf;
-use std::process::{Command, Output};
+mod common;
 
-fn gauntlet(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_gauntlet")).args(args).output().unwrap()
-}
-
-fn tmpdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("gauntlet-cli-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-/// Asserts exit code 2 and a one-line error containing every needle.
-fn assert_input_error(o: &Output, needles: &[&str]) {
-    let e = stderr(o);
-    assert_eq!(o.status.code(), Some(2), "stderr: {e}");
-    assert_eq!(e.trim().lines().count(), 1, "error must be one line: {e}");
-    for n in needles {
-        assert!(e.contains(n), "`{n}` missing from: {e}");
-    }
-}
+use common::{assert_input_error, gauntlet, json, jsonl, stderr, tmpdir};
 
 #[test]
 fn json_report_has_the_documented_fields() {
@@ -271,4 +247,146 @@ fn presets_and_target_modes_on_the_command_line() {
     assert!(o.status.success(), "{}", stderr(&o));
     let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!((r["goal"].as_str(), r["target_mode"].as_str()), (Some("targeted"), Some("top-2")));
+}
+
+/// `--preset standard`: AutoAttack's cascade apgd → apgd-t → fmn → square. Who broke each sample
+/// first, per ε, recomputed two ways: from the cascade's cumulative robust counts (attack k's
+/// first breaks = robust after attack k−1 minus robust after attack k) and from samples.jsonl (the
+/// first attack, in order, whose record says broken).
+#[test]
+fn preset_standard_cascade_credits_each_break_to_the_first_attack() {
+    let d = tmpdir("standard");
+    let dir = d.join("out");
+    let o = gauntlet(&[
+        "run",
+        "--preset",
+        "standard",
+        "--limit",
+        "20",
+        "--eps",
+        "0.1,0.15",
+        "-q",
+        "--no-checks",
+        "--report-dir",
+        dir.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let r = json(&dir.join("report.json"));
+    let lines = jsonl(&dir.join("samples.jsonl"));
+    let order = ["apgd", "apgd-t", "fmn", "square"];
+    assert_eq!(r["protocol"], "cascade");
+    let results = r["results"].as_array().unwrap();
+    let names: Vec<&str> = results.iter().map(|x| x["attack"].as_str().unwrap()).collect();
+    assert_eq!(names, ["apgd", "apgd", "apgd-t", "apgd-t", "fmn", "fmn", "square", "square"]);
+    let clean_correct = r["clean_correct"].as_u64().unwrap() as usize;
+    assert_eq!(lines.len(), 20);
+    assert_eq!(lines.iter().filter(|l| l["correct"] == true).count(), clean_correct);
+    let eps = [0.1, 0.15];
+    let mut credited = [0usize; 4];
+    for (k, &e) in eps.iter().enumerate() {
+        let robust_after = |a: usize| results[2 * a + k]["robust"].as_u64().unwrap() as usize;
+        // From samples.jsonl: the first attack in the cascade order that broke the sample at ε.
+        let mut first = [0usize; 4];
+        for l in lines.iter().filter(|l| l["correct"] == true) {
+            let broke = |name: &str| {
+                l["results"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|x| x["attack"] == name && x["eps"] == e && x["broken"] == true)
+            };
+            if let Some(a) = order.iter().position(|n| broke(n)) {
+                first[a] += 1;
+            }
+        }
+        let wc = &r["worst_case"][k];
+        assert_eq!(wc["eps"], e);
+        let reported: Vec<usize> =
+            wc["broken_first_by"].as_array().unwrap().iter().map(|f| f["broken"].as_u64().unwrap() as usize).collect();
+        let by_name: Vec<&str> =
+            wc["broken_first_by"].as_array().unwrap().iter().map(|f| f["attack"].as_str().unwrap()).collect();
+        assert_eq!(by_name, order);
+        assert_eq!(reported, first, "ε {e}: broken_first_by against samples.jsonl");
+        for a in 0..4 {
+            let before = if a == 0 { clean_correct } else { robust_after(a - 1) };
+            assert_eq!(
+                reported[a],
+                before - robust_after(a),
+                "ε {e}: {} first breaks against the robust counts",
+                order[a]
+            );
+            credited[a] += reported[a];
+        }
+        assert_eq!(robust_after(3), wc["robust"].as_u64().unwrap() as usize);
+        // Cascade: each budgeted attack is handed exactly the samples the earlier ones left robust
+        // at this ε and it did not break at a smaller one; FMN (minimal norm) runs on every one.
+        for a in [1usize, 3] {
+            let handed = lines
+                .iter()
+                .filter(|l| l["correct"] == true)
+                .filter(|l| {
+                    l["results"].as_array().unwrap().iter().all(|x| {
+                        let earlier = order[..a].contains(&x["attack"].as_str().unwrap()) && x["eps"] == e;
+                        let own_smaller = x["attack"] == order[a] && x["eps"].as_f64().unwrap() < e;
+                        !((earlier || own_smaller) && x["broken"] == true)
+                    })
+                })
+                .count();
+            assert_eq!(results[2 * a + k]["attacked"], handed, "ε {e}: samples handed to {}", order[a]);
+        }
+        assert_eq!(results[4 + k]["attacked"], clean_correct);
+    }
+    // Not vacuous: APGD breaks first at both budgets, APGD-T at least once, and FMN breaks samples
+    // that the cascade credits to earlier attacks.
+    assert!(credited[0] > 0 && credited[1] > 0, "{credited:?}");
+    assert!(results[5]["broken"].as_u64().unwrap() as usize > credited[2], "{}", results[5]);
+}
+
+/// `--threads 1` and `--threads 2` give the same numbers and the same samples.jsonl, byte for byte.
+#[test]
+fn results_do_not_depend_on_the_thread_count() {
+    let d = tmpdir("threads");
+    let run = |threads: &str| {
+        let dir = d.join(format!("t{threads}"));
+        let o = gauntlet(&[
+            "run",
+            "--limit",
+            "40",
+            "--attack",
+            "fgsm",
+            "--attack",
+            "pgd:steps=10",
+            "--attack",
+            "square:queries=100",
+            "--eps",
+            "0.1,0.2",
+            "--threads",
+            threads,
+            "-q",
+            "--no-checks",
+            "--report-dir",
+            dir.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        (json(&dir.join("report.json")), std::fs::read_to_string(dir.join("samples.jsonl")).unwrap())
+    };
+    let ((a, sa), (b, sb)) = (run("1"), run("2"));
+    assert_eq!((a["run"]["threads"].as_u64(), b["run"]["threads"].as_u64()), (Some(1), Some(2)));
+    assert_eq!(sa, sb, "samples.jsonl differs between 1 and 2 threads");
+    assert_eq!(sa.lines().count(), 40);
+    for key in ["clean_accuracy", "clean_correct", "worst_case"] {
+        assert!(!a[key].is_null(), "{key}");
+        assert_eq!(a[key], b[key], "{key}");
+    }
+    let (ra, rb) = (a["results"].as_array().unwrap(), b["results"].as_array().unwrap());
+    assert_eq!(ra.len(), 6);
+    for (x, y) in ra.iter().zip(rb) {
+        for key in
+            ["attack", "eps", "robust", "broken", "attacked", "perturbation", "forward_passes", "gradient_passes"]
+        {
+            assert_eq!(x[key], y[key], "{} eps {}: {key}", x["attack"], x["eps"]);
+        }
+    }
+    // Something was broken, so the comparison covers perturbations too.
+    assert!(ra.iter().all(|x| x["broken"].as_u64().unwrap() > 0), "{ra:?}");
 }

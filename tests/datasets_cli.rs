@@ -2,27 +2,14 @@
 //! IDX data give the same numbers; dataset and preprocessing flags are validated up front.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
+use common::{gauntlet, stderr, tmpdir};
 use gauntlet::datasets::samples;
 use serde_json::Value;
 
+mod common;
+
 const N: usize = 80;
-
-fn gauntlet(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_gauntlet")).args(args).output().unwrap()
-}
-
-fn tmpdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("gauntlet-dscli-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
 
 /// Runs FGSM at two budgets on the first N images of `dataset` (`None`: the shipped IDX data) and
 /// returns the JSON report.
@@ -77,12 +64,14 @@ fn image_folder_and_csv_match_the_idx_data() {
     let listed = run(Some(&csv), &[]);
     assert_eq!(idx["samples"], N);
     assert_eq!(folder["samples"], N);
-    assert_eq!(folder["clean_accuracy"], idx["clean_accuracy"]);
-    assert_eq!(listed["clean_accuracy"], idx["clean_accuracy"]);
+    let clean = |r: &Value| r["clean_accuracy"].as_f64().expect("clean_accuracy is a number");
+    assert_eq!(clean(&folder), clean(&idx));
+    assert_eq!(clean(&listed), clean(&idx));
     // FGSM is deterministic and per sample: the robust counts agree too.
     assert_eq!(counts(&folder), counts(&idx));
     assert_eq!(counts(&listed), counts(&idx));
     assert!(counts(&idx)[0] >= 75, "{:?}", counts(&idx));
+    assert_eq!(counts(&idx).len(), 3, "clean and one worst case per ε: {:?}", counts(&idx));
     // Provenance lists every image read (and the CSV itself).
     let files = |r: &Value| r["provenance"]["dataset_files"].as_array().unwrap().len();
     assert_eq!(files(&folder), N);
@@ -111,20 +100,15 @@ fn preprocessing_is_reported_and_eps_stays_in_pixel_space() {
     // The shipped model normalizes nothing itself: this preprocessing changes its inputs, so its
     // clean accuracy drops.
     let plain = run(None, &[]);
-    assert!(r["clean_correct"].as_u64() < plain["clean_correct"].as_u64());
+    let correct = |r: &Value| r["clean_correct"].as_u64().expect("clean_correct is a count");
+    assert!(correct(&r) < correct(&plain), "{} vs {}", correct(&r), correct(&plain));
 }
 
-/// Asserts exit code 2 and a one-line error containing every needle.
+/// Asserts exit code 2 and a one-line error containing every needle for a run with `args`.
 fn assert_input_error(args: &[&str], needles: &[&str]) {
     let mut all = vec!["run", "--limit", "5", "--attack", "fgsm", "--no-checks", "--quiet"];
     all.extend(args);
-    let o = gauntlet(&all);
-    let e = stderr(&o);
-    assert_eq!(o.status.code(), Some(2), "{args:?}: {e}");
-    assert_eq!(e.trim().lines().count(), 1, "error must be one line: {e}");
-    for n in needles {
-        assert!(e.contains(n), "`{n}` missing from: {e}");
-    }
+    common::assert_input_error(&gauntlet(&all), needles);
 }
 
 #[test]

@@ -1,50 +1,12 @@
 //! The release gate end to end: exit codes 0/1/2/3, --exit-zero, baseline regressions, the report
 //! folder, `verify` catching a one-byte change and `diff` naming what changed.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
+use std::process::Output;
 
-fn gauntlet(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_gauntlet")).args(args).output().unwrap()
-}
+use common::{gauntlet, json, stderr, stdout, tmpdir, validate, write};
 
-fn tmpdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("gauntlet-gate-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn write(dir: &Path, name: &str, text: &str) -> String {
-    let p = dir.join(name);
-    std::fs::write(&p, text).unwrap();
-    p.to_str().unwrap().to_string()
-}
-
-/// Validates a JSON value against a schema in docs/.
-fn validate(schema: &str, v: &serde_json::Value) {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs").join(schema);
-    let schema: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    let id = schema["$id"].as_str().unwrap().to_string();
-    let (mut schemas, mut compiler) = (boon::Schemas::new(), boon::Compiler::new());
-    compiler.add_resource(&id, schema).unwrap();
-    let index = compiler.compile(&id, &mut schemas).unwrap();
-    if let Err(e) = schemas.validate(v, index) {
-        panic!("does not match {id}: {e:#}\n{v:#}");
-    }
-}
-
-fn json(path: &Path) -> serde_json::Value {
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
+mod common;
 
 /// A fast evaluation of the shipped model: 60 samples, FGSM and 5-step PGD at ε 0.1 and 0.3.
 const FAST: &[&str] = &["--limit", "60", "--attack", "fgsm", "--attack", "pgd:steps=5", "--eps", "0.1,0.3", "--quiet"];
@@ -460,4 +422,266 @@ fn bench_ranks_models_by_worst_case_robust_accuracy() {
     let o = gauntlet(&["bench", "nope.toml", "--dataset", data, "--report-dir", dir.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("nope.toml"), "{}", stderr(&o));
+}
+
+/// A gate's verdict on `rule` (by name) in a report.json.
+fn verdict<'a>(r: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    let rules = r["gate"]["rules"].as_array().unwrap();
+    rules.iter().find(|v| v["name"] == name).unwrap_or_else(|| panic!("no verdict `{name}` in {rules:#?}"))
+}
+
+/// Robust accuracy of `attack` (or `worst`) at ε in a report.json.
+fn robust(r: &serde_json::Value, attack: &str, eps: f64) -> f64 {
+    let row = if attack == "worst" {
+        r["worst_case"].as_array().unwrap().iter().find(|x| x["eps"] == eps)
+    } else {
+        r["results"].as_array().unwrap().iter().find(|x| x["attack"] == attack && x["eps"] == eps)
+    };
+    row.unwrap()["robust_accuracy"].as_f64().unwrap()
+}
+
+#[test]
+fn max_bounds_and_relative_drops_are_judged_on_the_reports_numbers() {
+    let d = tmpdir("bounds");
+    let gate = write(
+        &d,
+        "g.toml",
+        "[[rule]]\nname = \"clean at most 90%\"\nmetric = \"clean_accuracy\"\nmax = 0.9\n\n\
+         [[rule]]\nname = \"pgd at 0.3 at most 5%\"\nmetric = \"robust_accuracy\"\nattack = \"pgd\"\neps = 0.3\nmax = 0.05\n\n\
+         [[rule]]\nname = \"fgsm drop at most a twentieth\"\nmetric = \"drop\"\nattack = \"fgsm\"\neps = 0.1\nmax_relative = 0.05\n\n\
+         [[rule]]\nname = \"fgsm drop at most half\"\nmetric = \"drop\"\nattack = \"fgsm\"\neps = 0.1\nmax_relative = 0.5\n",
+    );
+    let out = d.join("r.json");
+    let o = run(&["--no-checks", "--gate", &gate, "--output", out.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let r = json(&out);
+    validate("report.schema.json", &r);
+    let clean = r["clean_accuracy"].as_f64().unwrap();
+    assert!(clean > 0.9, "the shipped model is better than 90% clean: {clean}");
+    let v = verdict(&r, "clean at most 90%");
+    assert_eq!(
+        (v["passed"].as_bool(), v["op"].as_str(), v["unit"].as_str()),
+        (Some(false), Some("<="), Some("fraction"))
+    );
+    assert_eq!(
+        (v["value"].as_f64(), v["compared"].as_f64(), v["threshold"].as_f64()),
+        (Some(clean), Some(clean), Some(0.9))
+    );
+    assert!(stderr(&o).contains("FAIL clean at most 90%"), "{}", stderr(&o));
+
+    let pgd = robust(&r, "pgd", 0.3);
+    let v = verdict(&r, "pgd at 0.3 at most 5%");
+    assert_eq!(v["passed"].as_bool(), Some(pgd <= 0.05));
+    assert_eq!((v["value"].as_f64(), v["threshold"].as_f64(), v["op"].as_str()), (Some(pgd), Some(0.05), Some("<=")));
+    assert!(v["passed"].as_bool().unwrap(), "PGD at 0.3 leaves {pgd}");
+
+    // Drop relative to clean accuracy, by hand from the report's accuracies.
+    let fgsm = robust(&r, "fgsm", 0.1);
+    let (points, relative) = ((clean - fgsm) * 100.0, (clean - fgsm) / clean);
+    assert!(relative > 0.05 && relative < 0.5, "FGSM at 0.1: relative drop {relative}");
+    for (name, t, pass) in [("fgsm drop at most a twentieth", 0.05, false), ("fgsm drop at most half", 0.5, true)] {
+        let v = verdict(&r, name);
+        assert_eq!(v["passed"].as_bool(), Some(pass), "{v}");
+        assert_eq!(
+            (v["unit"].as_str(), v["op"].as_str(), v["threshold"].as_f64()),
+            (Some("relative"), Some("<="), Some(t))
+        );
+        assert!((v["value"].as_f64().unwrap() - points).abs() < 1e-9, "{v}");
+        assert!((v["compared"].as_f64().unwrap() - relative).abs() < 1e-12, "{v}");
+    }
+    assert_eq!(r["gate"]["passed"], false);
+    assert!(stderr(&o).contains("gate FAILED: 2 of 4 rule(s)"), "{}", stderr(&o));
+}
+
+#[test]
+fn a_regression_rule_without_eps_gives_one_verdict_per_eps() {
+    let d = tmpdir("per-eps");
+    let old = d.join("old.json");
+    let base = gauntlet(&[
+        "run",
+        "--limit",
+        "60",
+        "--attack",
+        "fgsm",
+        "--attack",
+        "pgd:steps=1",
+        "--eps",
+        "0.1,0.3",
+        "--quiet",
+        "--no-checks",
+        "--output",
+        old.to_str().unwrap(),
+    ]);
+    assert_eq!(base.status.code(), Some(0), "{}", stderr(&base));
+    let gate = write(&d, "g.toml", "[[rule]]\nmetric = \"regression\"\nattack = \"pgd\"\nmax_decrease_points = 2\n");
+    let new = d.join("new.json");
+    let o =
+        run(&["--no-checks", "--gate", &gate, "--baseline", old.to_str().unwrap(), "--output", new.to_str().unwrap()]);
+    let (o_r, n_r) = (json(&old), json(&new));
+    validate("report.schema.json", &n_r);
+    let rules = n_r["gate"]["rules"].as_array().unwrap();
+    assert_eq!(rules.len(), 2, "{rules:#?}");
+    let mut failed = 0;
+    for (v, eps) in rules.iter().zip([0.1, 0.3]) {
+        let (then, now) = (robust(&o_r, "pgd", eps), robust(&n_r, "pgd", eps));
+        let decrease = (then - now) * 100.0;
+        assert_eq!(v["name"], format!("regression[robust_accuracy, pgd] eps={eps}"));
+        assert_eq!(v["eps"], eps);
+        assert_eq!((v["baseline"].as_f64(), v["value"].as_f64()), (Some(then), Some(now)), "{v}");
+        assert!((v["compared"].as_f64().unwrap() - decrease).abs() < 1e-9, "{v}");
+        assert_eq!((v["threshold"].as_f64(), v["unit"].as_str()), (Some(2.0), Some("points")));
+        assert_eq!(v["passed"].as_bool(), Some(decrease <= 2.0 + 1e-9), "{v}");
+        failed += usize::from(decrease > 2.0 + 1e-9);
+    }
+    // 5-step PGD is stronger than 1-step PGD at ε 0.1 (see the regression test above).
+    assert!(failed >= 1);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains(&format!("gate FAILED: {failed} of 2 rule(s)")), "{}", stderr(&o));
+}
+
+#[test]
+fn a_check_rule_with_allow_warn_false_fails_on_a_warning() {
+    use gauntlet::gate::Gate;
+    use gauntlet::report::{Check, Status};
+    let model = gauntlet::models::zoo::mnist_cnn(&candle_core::Device::Cpu).unwrap();
+    let ev = gauntlet::eval::evaluate(
+        &model,
+        &common::data(20),
+        &common::config(&["fgsm"], &[0.1], 0, 20),
+        &gauntlet::eval::Silent,
+    )
+    .unwrap();
+    let mut report = common::report(&ev);
+    report.checks = vec![
+        Check { name: "gradients".into(), status: Status::Pass, detail: "fine".into() },
+        Check { name: "more_iterations".into(), status: Status::Warn, detail: "3 more broken".into() },
+    ];
+    let gate = Gate::parse(
+        "[[rule]]\nname = \"lenient\"\nmetric = \"check\"\n\n\
+         [[rule]]\nname = \"strict\"\nmetric = \"check\"\nallow_warn = false\n\n\
+         [[rule]]\nname = \"strict on gradients\"\nmetric = \"check\"\ncheck = \"gradients\"\nallow_warn = false\n",
+    )
+    .unwrap();
+    let g = gate.evaluate("g.toml", &report, None);
+    let passed: Vec<(&str, bool)> = g.rules.iter().map(|v| (v.name.as_str(), v.passed)).collect();
+    assert_eq!(passed, [("lenient", true), ("strict", false), ("strict on gradients", true)]);
+    assert!(!g.passed);
+    assert_eq!(g.rules[1].message, "WARN more_iterations: 3 more broken");
+    assert_eq!(g.rules[0].message, "2 check(s) passed (WARN allowed)");
+    // A FAIL fails even when warnings are allowed.
+    report.checks[0].status = Status::Fail;
+    let g = gate.evaluate("g.toml", &report, None);
+    assert_eq!(g.rules.iter().map(|v| v.passed).collect::<Vec<_>>(), [false, false, false]);
+}
+
+#[test]
+fn verify_catches_a_changed_dataset() {
+    let d = tmpdir("verify-data");
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join(common::MNIST);
+    let data = d.join("mnist");
+    std::fs::create_dir_all(&data).unwrap();
+    for f in ["t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"] {
+        std::fs::copy(src.join(f), data.join(f)).unwrap();
+    }
+    let report = d.join("report.json");
+    let data_s = data.to_str().unwrap();
+    let o = gauntlet(&[
+        "run",
+        "--dataset",
+        data_s,
+        "--limit",
+        "20",
+        "--attack",
+        "fgsm",
+        "--eps",
+        "0.1",
+        "--quiet",
+        "--no-checks",
+        "--output",
+        report.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let verify = || gauntlet(&["verify", report.to_str().unwrap(), "--dataset", data_s]);
+    let o = verify();
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+    let labels = data.join("t10k-labels-idx1-ubyte.gz");
+    let mut bytes = std::fs::read(&labels).unwrap();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0x10;
+    std::fs::write(&labels, &bytes).unwrap();
+    let o = verify();
+    let s = stdout(&o);
+    assert_eq!(o.status.code(), Some(1), "{s}");
+    assert!(s.lines().any(|l| l.starts_with("CHANGED  dataset") && l.contains("t10k-labels-idx1-ubyte.gz")), "{s}");
+    assert!(s.lines().any(|l| l.starts_with("ok       dataset") && l.contains("t10k-images-idx3-ubyte.gz")), "{s}");
+    assert!(s.contains("NOT verified") && s.contains("(dataset files differ)"), "{s}");
+}
+
+#[test]
+fn diff_compares_gates_configurations_and_samples() {
+    let d = tmpdir("diff");
+    let report = |name: &str, args: &[&str]| {
+        let p = d.join(name);
+        let mut all = vec!["run", "--attack", "fgsm", "--eps", "0.1,0.3", "--quiet", "--no-checks"];
+        all.extend_from_slice(args);
+        all.extend(["--output", p.to_str().unwrap()]);
+        let o = gauntlet(&all);
+        assert!(o.status.code() == Some(0) || o.status.code() == Some(1), "{}", stderr(&o));
+        p
+    };
+    // A threshold between the two runs' FGSM robust accuracy at 0.1 (60 and 30 samples).
+    let (a, b) = (report("a0.json", &["--limit", "60"]), report("b0.json", &["--limit", "30"]));
+    let (ra, rb) = (robust(&json(&a), "fgsm", 0.1), robust(&json(&b), "fgsm", 0.1));
+    assert_ne!(ra, rb, "the subsets must differ in robust accuracy");
+    let t = (ra + rb) / 2.0;
+    let gate = write(
+        &d,
+        "g.toml",
+        &format!(
+            "[[rule]]\nname = \"fgsm floor\"\nmetric = \"robust_accuracy\"\nattack = \"fgsm\"\neps = 0.1\nmin = {t}\n"
+        ),
+    );
+    let (a, b) =
+        (report("a.json", &["--limit", "60", "--gate", &gate]), report("b.json", &["--limit", "30", "--gate", &gate]));
+    let (ja, jb) = (json(&a), json(&b));
+    let diff = |x: &Path, y: &Path, extra: &[&str]| {
+        let mut args = vec!["diff", x.to_str().unwrap(), y.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        let o = gauntlet(&args);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        stdout(&o)
+    };
+
+    // Different samples, the gates the reports carry: the verdict flips and is marked.
+    let s = diff(&a, &b, &[]);
+    assert!(s.contains("samples: 60 → 30"), "{s}");
+    let pass = |r: &serde_json::Value| verdict(r, "fgsm floor")["passed"].as_bool().unwrap();
+    assert_eq!(pass(&ja), ra >= t);
+    assert_ne!(pass(&ja), pass(&jb));
+    let v = |p: bool| if p { "PASS" } else { "FAIL" };
+    let mark = if pass(&ja) { "newly failing" } else { "newly passing" };
+    let line = s.lines().find(|l| l.contains("fgsm floor")).unwrap_or_else(|| panic!("{s}"));
+    assert!(
+        line.starts_with(&format!("  {} → {}  fgsm floor: ", v(pass(&ja)), v(pass(&jb)))) && line.ends_with(mark),
+        "{line}"
+    );
+    assert!(s.contains("gate (") && s.contains(&format!("): {} → {}", v(pass(&ja)), v(pass(&jb)))), "{s}");
+    let fgsm_line = s.lines().find(|l| l.starts_with("  fgsm linf 0.1 ")).unwrap_or_else(|| panic!("{s}"));
+    assert!(fgsm_line.contains(&format!("({:+.2} pp)", (rb - ra) * 100.0)), "{fgsm_line}");
+    assert!(s.contains("dataset files same") && s.contains("configuration CHANGED (") && s.contains("limit"), "{s}");
+
+    // A report against itself: nothing changed.
+    let s = diff(&a, &a, &[]);
+    assert!(!s.contains("samples:"), "{s}");
+    assert!(s.contains("integrity checks: unchanged") && s.contains("configuration same"), "{s}");
+    assert!(s.lines().filter(|l| l.contains(" pp)")).all(|l| l.contains("(+0.00 pp)")), "{s}");
+    assert!(!s.contains("newly"), "{s}");
+
+    // With --gate, both reports are judged by that gate (OLD as NEW's baseline), overriding theirs.
+    let regress = write(&d, "r.toml", "[[rule]]\nname = \"no loss\"\nmetric = \"regression\"\nattack = \"fgsm\"\neps = 0.1\nmax_decrease_points = 0\n");
+    let s = diff(&a, &b, &["--gate", &regress]);
+    assert!(!s.contains("fgsm floor"), "{s}");
+    let decrease = (ra - rb) * 100.0;
+    let line = s.lines().find(|l| l.contains("no loss")).unwrap_or_else(|| panic!("{s}"));
+    assert!(line.contains(&format!("→ {}  no loss", v(decrease <= 1e-9))), "{decrease}: {line}");
 }

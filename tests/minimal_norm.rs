@@ -5,17 +5,14 @@
 use std::time::Instant;
 
 use candle_core::{Device, Tensor};
+use common::data;
 use gauntlet::attacks::{distances, Attack, AttackBatch, Norm, Registry, ThreatModel};
-use gauntlet::datasets::{samples, ImageSet};
+use gauntlet::datasets::ImageSet;
 use gauntlet::models::{predictions, zoo, Classifier, Goal, Sequential};
 
-const N: usize = 100;
+mod common;
 
-fn data(n: usize) -> ImageSet {
-    let mut d = samples::mnist_test_1k().unwrap();
-    d.truncate(n);
-    d
-}
+const N: usize = 100;
 
 fn golden() -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string("tests/golden/mnist_minimal_norm.json").unwrap()).unwrap()
@@ -103,7 +100,9 @@ fn check_norm(norm: Norm) {
     let found = radii.iter().flatten().count();
     assert!(found as f64 >= 0.99 * idx.len() as f64, "{norm}: FMN found {found} of {} adversarials", idx.len());
 
-    // (b) The accuracy-vs-ε curve of the radii is as low as APGD's robust accuracy.
+    // (b) The accuracy-vs-ε curve of the radii is as low as APGD's robust accuracy. APGD (checked
+    // against torchattacks in tests/evaluation.rs) runs only on the samples FMN leaves robust at
+    // each ε: the samples it breaks there bound how far FMN's curve can lie above APGD's.
     let budgets = match norm {
         Norm::Linf => [0.1, 0.15],
         Norm::L2 => [1.0, 1.5],
@@ -111,25 +110,43 @@ fn check_norm(norm: Norm) {
     let apgd = Registry::default().create("apgd").unwrap();
     let t = Instant::now();
     for eps in budgets {
-        let threat = ThreatModel::new(norm, eps, Default::default()).unwrap();
-        let broken = run(&model, &d, &idx, apgd.as_ref(), &threat, &goal);
-        let apgd_acc = broken.iter().filter(|b| b.is_none()).count() as f64 / N as f64;
-        let fmn_acc = radii.iter().filter(|r| !matches!(r, Some(r) if *r <= eps)).count() as f64 / N as f64;
-        eprintln!("{norm} ε {eps}: robust accuracy FMN {fmn_acc:.3}, APGD {apgd_acc:.3}");
-        assert!(fmn_acc <= apgd_acc + 0.03 + 1e-9, "{norm} ε {eps}: FMN curve {fmn_acc} above APGD {apgd_acc}");
+        let survivors: Vec<usize> = (0..idx.len()).filter(|&j| !matches!(radii[j], Some(r) if r <= eps)).collect();
+        let fmn_robust = survivors.len();
+        let missed = if survivors.is_empty() {
+            0
+        } else {
+            let sub_idx: Vec<usize> = survivors.iter().map(|&j| idx[j]).collect();
+            let sub_goal = Goal::untargeted(sub_idx.iter().map(|&i| d.labels[i]).collect());
+            let threat = ThreatModel::new(norm, eps, Default::default()).unwrap();
+            run(&model, &d, &sub_idx, apgd.as_ref(), &threat, &sub_goal).iter().flatten().count()
+        };
+        eprintln!("{norm} ε {eps}: FMN leaves {fmn_robust} of {N} robust, APGD breaks {missed} of them");
+        // FMN robust accuracy − APGD robust accuracy ≤ (samples only APGD breaks) / N ≤ 3 points.
+        assert!(
+            missed as f64 <= 0.03 * N as f64,
+            "{norm} ε {eps}: APGD breaks {missed} of the {fmn_robust} samples FMN leaves robust"
+        );
+        // Not vacuous: the budgets are where the curve falls, neither 0 nor everything.
+        assert!(fmn_robust > 0 && fmn_robust < idx.len(), "{norm} ε {eps}: {fmn_robust} robust");
     }
     let apgd_s = t.elapsed().as_secs_f64();
 
-    // (c) Radii no larger than torchattacks FAB's (smaller is better).
+    // (c) Radii smaller than torchattacks FAB's: the median 3% below (as the README claims), and
+    // the quartiles no larger.
     let q = |r: &[Option<f64>]| [0.25, 0.5, 0.75].map(|p| quantile(r, p));
     let ours = q(&radii);
     let key = format!("fab_{}", norm.name());
     let fab = [&golden[&key]["q1"], &golden[&key]["median"], &golden[&key]["q3"]].map(|v| v.as_f64().unwrap());
+    // The golden quartiles are those of its per-sample radii over the clean-correct samples.
+    let fab_radii: Vec<Option<f64>> = idx.iter().map(|&i| golden[&key]["radii"][i].as_f64()).collect::<Vec<_>>();
+    assert_eq!(q(&fab_radii), fab, "{key}: quartiles of the golden radii");
     eprintln!(
         "{norm}: FMN radii quartiles {ours:.4?} ({found} found, {fmn_s:.1} s; APGD {apgd_s:.1} s), FAB {fab:.4?} ({} found)",
         golden[&key]["found"]
     );
-    assert!(ours[1] <= fab[1] * 1.05, "{norm}: FMN median radius {} exceeds FAB's {} by more than 5%", ours[1], fab[1]);
+    assert!(ours[1] <= fab[1] * 0.97, "{norm}: FMN median radius {} is not 3% below FAB's {}", ours[1], fab[1]);
+    assert!(ours[0] <= fab[0], "{norm}: FMN first quartile {} above FAB's {}", ours[0], fab[0]);
+    assert!(ours[2] <= fab[2], "{norm}: FMN third quartile {} above FAB's {}", ours[2], fab[2]);
 }
 
 #[test]

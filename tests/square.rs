@@ -1,16 +1,12 @@
 //! Square against torchattacks on the shipped MNIST model.
 
 use candle_core::Device;
+use common::data;
 use gauntlet::attacks::{Norm, Registry};
-use gauntlet::datasets::{samples, ImageSet};
 use gauntlet::eval::{evaluate, EvalConfig, Silent};
 use gauntlet::models::zoo;
 
-fn data(n: usize) -> ImageSet {
-    let mut d = samples::mnist_test_1k().unwrap();
-    d.truncate(n);
-    d
-}
+mod common;
 
 #[test]
 fn square_is_at_least_as_strong_as_torchattacks() {
