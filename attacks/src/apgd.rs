@@ -95,13 +95,7 @@ impl Attack for Apgd {
         Self::name_of(self.loss)
     }
 
-    fn params(&self) -> String {
-        params::print(self)
-    }
-
-    fn strengthened(&self) -> Option<Box<dyn Attack>> {
-        params::strengthen(self)
-    }
+    declared_params!();
 
     fn run(&self, model: &dyn Classifier, batch: &AttackBatch<'_>, threat: &ThreatModel) -> Result<AttackOutput> {
         let mut found = Found::new(batch.x0)?;
@@ -226,14 +220,12 @@ impl Apgd {
             grad: lg.grad,
             x,
             goal,
-            step: vec![2.0 * threat.eps; loss0.len()],
+            step: vec![2.0 * threat.eps; rows.len()],
             loss_best_last: loss0.clone(),
             loss_best: loss0,
-            reduced_last: vec![true; 0],
-            history: Vec::new(),
+            reduced_last: vec![true; rows.len()],
+            history: vec![vec![0.0; self.steps]; rows.len()],
         };
-        s.reduced_last = vec![true; s.sample.len()];
-        s.history = vec![vec![0.0; self.steps]; s.sample.len()];
         if !record(&mut s, &lg.logits, 0, found)? {
             return Ok(());
         }

@@ -36,9 +36,7 @@ impl Attack for Fgsm {
         Self::NAME
     }
 
-    fn params(&self) -> String {
-        params::print(self)
-    }
+    declared_params!();
 
     fn kind(&self) -> AttackKind {
         AttackKind::SingleStep

@@ -1,6 +1,9 @@
 //! Adversarial attacks for Gauntlet. An attack is one file implementing [`Attack`], plus one line
 //! in [`Registry::default`]; norms are a parameter of the [`ThreatModel`], not separate attacks.
 
+#[macro_use]
+mod params;
+
 pub mod apgd;
 mod attack;
 mod error;
@@ -8,7 +11,6 @@ pub mod fgsm;
 pub mod fmn;
 mod iterate;
 pub mod mi_fgsm;
-mod params;
 pub mod pgd;
 pub mod registry;
 mod rows;

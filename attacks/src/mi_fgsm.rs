@@ -24,17 +24,11 @@ pub struct MiFgsm {
     pub loss: Loss,
 }
 
-impl Default for MiFgsm {
-    fn default() -> Self {
-        MiFgsm { steps: 10, step: StepSize::Relative(0.1), decay: 1.0, loss: Loss::default() }
-    }
-}
-
 impl MiFgsm {
     pub const NAME: &'static str = "mi-fgsm";
 
     pub fn from_params(p: Params) -> Result<Self> {
-        params::parse(Self::default(), p)
+        params::parse(MiFgsm { steps: 10, step: StepSize::Relative(0.0), decay: 1.0, loss: Loss::default() }, p)
     }
 }
 
@@ -56,13 +50,7 @@ impl Attack for MiFgsm {
         Self::NAME
     }
 
-    fn params(&self) -> String {
-        params::print(self)
-    }
-
-    fn strengthened(&self) -> Option<Box<dyn Attack>> {
-        params::strengthen(self)
-    }
+    declared_params!();
 
     fn run(&self, model: &dyn Classifier, batch: &AttackBatch<'_>, threat: &ThreatModel) -> Result<AttackOutput> {
         let mut momentum = batch.x0.zeros_like()?;

@@ -113,6 +113,19 @@ pub(crate) trait Declared: Attack + Clone + 'static {
     }
 }
 
+/// `params()` and `strengthened()` of an [`Attack`] implementation, from its declaration.
+macro_rules! declared_params {
+    () => {
+        fn params(&self) -> String {
+            $crate::params::print(self)
+        }
+
+        fn strengthened(&self) -> Option<Box<dyn Attack>> {
+            $crate::params::strengthen(self)
+        }
+    };
+}
+
 /// What a walk over a declaration does.
 enum Walk {
     /// Reads each parameter given (the field keeps its default otherwise), noting the keys.
@@ -271,5 +284,60 @@ mod tests {
         assert_eq!(parse_number("0.3"), Some(0.3));
         assert_eq!(parse_number("1/0"), None);
         assert_eq!(parse_number("abc"), None);
+    }
+
+    #[test]
+    fn declarations_print_round_trip_and_strengthen() {
+        use crate::AttackKind::*;
+        let registry = crate::Registry::default();
+        let all = [
+            ("fgsm", SingleStep, "loss=ce", None),
+            (
+                "pgd",
+                Iterative,
+                "steps=40,rel_step=0.0625,restarts=1,random_start=true,loss=ce",
+                Some("steps=80,rel_step=0.0625,restarts=2,random_start=true,loss=ce"),
+            ),
+            (
+                "pgd:step=0.01,steps=10",
+                Iterative,
+                "steps=10,step=0.01,restarts=1,random_start=true,loss=ce",
+                Some("steps=20,step=0.01,restarts=2,random_start=true,loss=ce"),
+            ),
+            (
+                "mi-fgsm",
+                Iterative,
+                "steps=10,rel_step=0.1,decay=1,loss=ce",
+                Some("steps=20,rel_step=0.1,decay=1,loss=ce"),
+            ),
+            ("apgd", Iterative, "steps=100,restarts=1,rho=0.75", Some("steps=200,restarts=2,rho=0.75")),
+            (
+                "apgd-t",
+                Iterative,
+                "steps=100,restarts=1,rho=0.75,targets=9",
+                Some("steps=200,restarts=2,rho=0.75,targets=9"),
+            ),
+            (
+                "fmn",
+                MinimalNorm,
+                "steps=100,alpha_init=auto,alpha_final=auto,gamma_init=0.05,gamma_final=0.001,targets=1",
+                Some("steps=200,alpha_init=auto,alpha_final=auto,gamma_init=0.05,gamma_final=0.001,targets=1"),
+            ),
+            (
+                "square",
+                GradientFree,
+                "queries=5000,p_init=0.8,restarts=1,loss=margin",
+                Some("queries=10000,p_init=0.8,restarts=2,loss=margin"),
+            ),
+        ];
+        for (spec, kind, params, stronger) in all {
+            let a = registry.create(spec).unwrap();
+            assert_eq!((a.kind(), a.params().as_str()), (kind, params), "{spec}");
+            let again = registry.create(&format!("{}:{params}", a.name())).unwrap();
+            assert_eq!(again.params(), params, "{spec} does not round-trip");
+            let s = a.strengthened();
+            assert_eq!(s.as_ref().map(|s| s.params()).as_deref(), stronger, "{spec}");
+            assert!(s.is_none_or(|s| s.name() == a.name() && s.kind() == kind));
+        }
     }
 }

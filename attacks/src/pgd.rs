@@ -29,17 +29,12 @@ pub struct Pgd {
     pub loss: Loss,
 }
 
-impl Default for Pgd {
-    fn default() -> Self {
-        Pgd { steps: 40, step: StepSize::Relative(2.5 / 40.0), restarts: 1, random_start: true, loss: Loss::default() }
-    }
-}
-
 impl Pgd {
     pub const NAME: &'static str = "pgd";
 
     pub fn from_params(p: Params) -> Result<Self> {
-        params::parse(Self::default(), p)
+        let (step, loss) = (StepSize::Relative(0.0), Loss::default());
+        params::parse(Pgd { steps: 40, step, restarts: 1, random_start: true, loss }, p)
     }
 }
 
@@ -62,13 +57,7 @@ impl Attack for Pgd {
         Self::NAME
     }
 
-    fn params(&self) -> String {
-        params::print(self)
-    }
-
-    fn strengthened(&self) -> Option<Box<dyn Attack>> {
-        params::strengthen(self)
-    }
+    declared_params!();
 
     /// All restarts of all samples run as one batch (row `r·n + i` is restart r of sample i). A
     /// sample leaves the batch, with every copy of it, at the first step where any copy succeeds;
@@ -85,25 +74,5 @@ impl Attack for Pgd {
         };
         let steps = Steps { steps: self.steps, step: self.step, loss: self.loss, keep_start: true };
         steps.run(model, batch, threat, x, |grad, _| Ok(grad))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn strengthening_doubles_steps_adds_a_restart_and_keeps_the_relative_step() {
-        let a = Pgd::from_params(Params::default()).unwrap();
-        assert_eq!(a.params(), "steps=40,rel_step=0.0625,restarts=1,random_start=true,loss=ce");
-        let s = a.strengthened().unwrap();
-        assert_eq!(
-            (s.name(), s.params().as_str()),
-            ("pgd", "steps=80,rel_step=0.0625,restarts=2,random_start=true,loss=ce")
-        );
-        let a = Pgd::from_params(Params::parse("pgd", "steps=10,step=0.01,random_start=false").unwrap()).unwrap();
-        assert_eq!(a.strengthened().unwrap().params(), "steps=20,step=0.01,restarts=2,random_start=false,loss=ce");
-        assert_eq!(a.kind(), crate::AttackKind::Iterative);
-        assert!(a.needs_gradients() && !a.minimal_norm());
     }
 }

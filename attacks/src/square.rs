@@ -423,16 +423,10 @@ impl Attack for Square {
         Self::NAME
     }
 
-    fn params(&self) -> String {
-        params::print(self)
-    }
+    declared_params!();
 
     fn kind(&self) -> AttackKind {
         AttackKind::GradientFree
-    }
-
-    fn strengthened(&self) -> Option<Box<dyn Attack>> {
-        params::strengthen(self)
     }
 
     fn run(&self, model: &dyn Classifier, batch: &AttackBatch<'_>, threat: &ThreatModel) -> Result<AttackOutput> {
