@@ -17,13 +17,13 @@
 //!
 //! Parameters: `steps` (100), `restarts` (1), `rho` (0.75), `targets` (apgd-t: 9, at most K − 1).
 
-use candle_core::{DType, Device, Tensor};
-use gauntlet_models::{predictions, Classifier, Goal, Loss};
-use rand::Rng;
+use candle_core::{DType, Tensor};
+use gauntlet_models::{Classifier, Goal, Loss};
 
-use crate::attack::{Attack, AttackBatch, AttackOutput, Cost, Params};
-use crate::pgd::{select, to_rows, Rows};
-use crate::threat::{gaussian, NoiseKey, Norm, ThreatModel};
+use crate::attack::{Attack, AttackBatch, AttackOutput, Cost};
+use crate::params::{self, Declared, Fields, Params};
+use crate::rows::{hits, per_row, select, to_f64, where_rows, Found};
+use crate::threat::ThreatModel;
 use crate::{AttackError, Result};
 
 /// Which loss the iterations ascend.
@@ -50,33 +50,8 @@ impl Apgd {
     pub const NAME_DLR: &'static str = "apgd-dlr";
     pub const NAME_T: &'static str = "apgd-t";
 
-    pub fn from_params(loss: ApgdLoss, mut p: Params) -> Result<Self> {
-        let steps = p.take_usize("steps")?.unwrap_or(100);
-        let restarts = p.take_usize("restarts")?.unwrap_or(1);
-        let rho = p.take_f64("rho")?.unwrap_or(0.75);
-        let loss = match loss {
-            ApgdLoss::Targeted { targets } => {
-                ApgdLoss::Targeted { targets: p.take_usize("targets")?.unwrap_or(targets) }
-            }
-            l => l,
-        };
-        let name = Self::name_of(loss);
-        let bad = |m: &str| AttackError::Param { attack: name.into(), message: m.into() };
-        let mut known = vec!["steps", "restarts", "rho"];
-        if let ApgdLoss::Targeted { targets } = loss {
-            known.push("targets");
-            if targets == 0 {
-                return Err(bad("targets must be at least 1"));
-            }
-        }
-        p.finish(&known)?;
-        if steps == 0 || restarts == 0 {
-            return Err(bad("steps and restarts must be at least 1"));
-        }
-        if !(rho > 0.0 && rho <= 1.0) {
-            return Err(bad("rho must lie in (0, 1]"));
-        }
-        Ok(Apgd { loss, steps, restarts, rho })
+    pub fn from_params(loss: ApgdLoss, p: Params) -> Result<Self> {
+        params::parse(Apgd { loss, steps: 100, restarts: 1, rho: 0.75 }, p)
     }
 
     fn name_of(loss: ApgdLoss) -> &'static str {
@@ -95,27 +70,40 @@ impl Apgd {
     }
 }
 
+impl Declared for Apgd {
+    fn declare(&mut self, f: &mut Fields) -> Result<()> {
+        f.iterations("steps", &mut self.steps)?;
+        f.restarts(&mut self.restarts)?;
+        f.number("rho", &mut self.rho)?;
+        match &mut self.loss {
+            ApgdLoss::Targeted { targets } => f.count("targets", targets),
+            _ => Ok(()),
+        }
+    }
+
+    fn rules(&self) -> Vec<(bool, &'static str)> {
+        vec![
+            (!matches!(self.loss, ApgdLoss::Targeted { targets: 0 }), "targets must be at least 1"),
+            (self.steps >= 1 && self.restarts >= 1, "steps and restarts must be at least 1"),
+            (self.rho > 0.0 && self.rho <= 1.0, "rho must lie in (0, 1]"),
+        ]
+    }
+}
+
 impl Attack for Apgd {
     fn name(&self) -> &str {
         Self::name_of(self.loss)
     }
 
-    fn params(&self) -> String {
-        let mut s = format!("steps={},restarts={},rho={}", self.steps, self.restarts, self.rho);
-        if let ApgdLoss::Targeted { targets } = self.loss {
-            s += &format!(",targets={targets}");
-        }
-        s
-    }
+    declared_params!();
 
     fn run(&self, model: &dyn Classifier, batch: &AttackBatch<'_>, threat: &ThreatModel) -> Result<AttackOutput> {
-        let n = batch.len();
-        let mut found = Found { out: Rows::new(batch.x0)?, steps: vec![None; n], reached: vec![false; n] };
+        let mut found = Found::new(batch.x0)?;
         let mut cost = Cost::default();
         let rounds: Vec<Option<usize>> = match self.loss {
             ApgdLoss::Targeted { targets } => {
                 if batch.goal.targeted {
-                    return Err(AttackError::Param {
+                    return Err(AttackError::Unsupported {
                         attack: Self::NAME_T.into(),
                         message: "apgd-t is untargeted (it succeeds on any wrong class); use apgd for a targeted goal"
                             .into(),
@@ -126,7 +114,7 @@ impl Attack for Apgd {
             _ => vec![None],
         };
         for (round, target_rank) in rounds.into_iter().enumerate() {
-            let todo: Vec<usize> = (0..n).filter(|&i| !found.reached[i]).collect();
+            let todo: Vec<usize> = (0..batch.len()).filter(|&i| !found.reached[i]).collect();
             if todo.is_empty() {
                 break;
             }
@@ -144,27 +132,11 @@ impl Attack for Apgd {
                 None => Loss::CrossEntropy,
             };
             let ids: Vec<u64> = todo.iter().map(|&i| batch.ids[i]).collect();
-            let key = |r: usize| batch.noise_key((round * self.restarts + r) as u64);
-            let run = self.single_run(model, &x0, &goal, loss, &ids, key, threat, &mut cost)?;
-            for (j, &i) in todo.iter().enumerate() {
-                if let Some((step, row)) = &run[j] {
-                    found.reached[i] = true;
-                    found.steps[i] = Some(*step);
-                    found.out.set(i, row);
-                }
-            }
+            let sub = AttackBatch { x0: &x0, goal: &goal, ids: &ids, ..*batch };
+            self.single_run(model, &sub, &todo, loss, round, threat, &mut found, &mut cost)?;
         }
-        Ok(AttackOutput { x_adv: found.out.into_tensor()?, steps: found.steps, reached: found.reached, cost })
+        found.output(cost)
     }
-}
-
-/// A row's first success: the iteration and the input.
-type Success = Option<(u32, Vec<f32>)>;
-
-struct Found {
-    out: Rows,
-    steps: Vec<Option<u32>>,
-    reached: Vec<bool>,
 }
 
 /// The class of rank `k` (0 = the largest logit) of one row; ties keep the lower index first.
@@ -176,7 +148,7 @@ fn ranked(row: &[f64], k: usize) -> u32 {
 
 /// Per-row state of the APGD loop, compacted as rows succeed.
 struct State {
-    /// Row → (sample within the run, restart copy).
+    /// Row → its sample in the batch (each restart a copy).
     sample: Vec<usize>,
     x0: Tensor,
     goal: Goal,
@@ -211,73 +183,36 @@ impl State {
     }
 }
 
-/// Rows where `mask` holds take `a`, the others `b`.
-fn where_rows(mask: &[bool], a: &Tensor, b: &Tensor) -> Result<Tensor> {
-    let m: Vec<u8> = mask.iter().map(|&v| u8::from(v)).collect();
-    let mut shape = vec![1usize; a.rank()];
-    shape[0] = m.len();
-    let m = Tensor::from_vec(m, shape, a.device())?.broadcast_as(a.shape())?;
-    Ok(m.where_cond(a, b)?)
-}
-
-/// A per-row scalar as a tensor broadcastable over rows of `like`.
-fn per_row(v: &[f64], like: &Tensor) -> Result<Tensor> {
-    let mut shape = vec![1usize; like.rank()];
-    shape[0] = v.len();
-    Ok(Tensor::from_vec(v.to_vec(), shape, &Device::Cpu)?.to_device(like.device())?.to_dtype(like.dtype())?)
-}
-
 impl Apgd {
-    /// The random start on the ε-sphere of the reference implementation, per sample stream.
-    fn start(&self, x0: &Tensor, ids: &[u64], key: NoiseKey, threat: &ThreatModel) -> Result<Tensor> {
-        let n = x0.dim(0)?;
-        let per = x0.elem_count() / n.max(1);
-        let mut noise = Vec::with_capacity(n * per);
-        for &id in ids {
-            let mut rng = key.rng(id);
-            let t: Vec<f64> = match threat.norm {
-                Norm::Linf => (0..per).map(|_| rng.random_range(-1.0..1.0)).collect(),
-                Norm::L2 => (0..per).map(|_| gaussian(&mut rng)).collect(),
-            };
-            let scale = match threat.norm {
-                Norm::Linf => t.iter().fold(0f64, |m, v| m.max(v.abs())),
-                Norm::L2 => t.iter().map(|v| v * v).sum::<f64>().sqrt(),
-            } + 1e-12;
-            noise.extend(t.iter().map(|v| (threat.eps * v / scale) as f32));
-        }
-        let noise = Tensor::from_vec(noise, x0.shape(), &Device::Cpu)?.to_device(x0.device())?.to_dtype(x0.dtype())?;
-        Ok((x0 + noise)?.clamp(threat.bounds.lo, threat.bounds.hi)?)
-    }
-
-    /// One APGD run with `restarts` copies of every row; per row of `x0`, the step and the input
-    /// of its first success.
+    /// Round `round` of APGD on `sub`, the samples `todo` of the batch, with `restarts` copies
+    /// of each; records each sample's first success in `found`.
     #[allow(clippy::too_many_arguments)]
     fn single_run(
         &self,
         model: &dyn Classifier,
-        x0: &Tensor,
-        goal: &Goal,
+        sub: &AttackBatch<'_>,
+        todo: &[usize],
         loss: Loss,
-        ids: &[u64],
-        key: impl Fn(usize) -> NoiseKey,
+        round: usize,
         threat: &ThreatModel,
+        found: &mut Found,
         cost: &mut Cost,
-    ) -> Result<Vec<Success>> {
-        let n = x0.dim(0)?;
-        let mut result: Vec<Success> = vec![None; n];
-        let rows: Vec<usize> = (0..self.restarts).flat_map(|_| 0..n).collect();
-        let starts = (0..self.restarts).map(|r| self.start(x0, ids, key(r), threat)).collect::<Result<Vec<_>>>()?;
+    ) -> Result<()> {
+        let rows: Vec<usize> = (0..self.restarts).flat_map(|_| 0..todo.len()).collect();
+        let starts = (0..self.restarts)
+            .map(|r| threat.random_on_sphere(sub.x0, sub.ids, sub.noise_key((round * self.restarts + r) as u64)))
+            .collect::<Result<Vec<_>>>()?;
         let x = Tensor::cat(&starts, 0)?;
-        let x0 = select(x0, &rows)?;
-        let goal = goal.select(&rows);
+        let x0 = select(sub.x0, &rows)?;
+        let goal = sub.goal.select(&rows);
         let (first, min_gap, decrement) = self.schedule();
 
         // The starting point: its loss, gradient and prediction.
         cost.gradients += rows.len() as u64;
         let lg = model.loss_and_grad(&x, &goal, loss)?;
-        let loss0: Vec<f64> = lg.loss.to_dtype(DType::F64)?.to_vec1()?;
+        let loss0 = to_f64(&lg.loss)?;
         let mut s = State {
-            sample: rows,
+            sample: rows.iter().map(|&j| todo[j]).collect(),
             x0,
             x_old: x.clone(),
             x_best: x.clone(),
@@ -285,16 +220,14 @@ impl Apgd {
             grad: lg.grad,
             x,
             goal,
-            step: vec![2.0 * threat.eps; loss0.len()],
+            step: vec![2.0 * threat.eps; rows.len()],
             loss_best_last: loss0.clone(),
             loss_best: loss0,
-            reduced_last: vec![true; 0],
-            history: Vec::new(),
+            reduced_last: vec![true; rows.len()],
+            history: vec![vec![0.0; self.steps]; rows.len()],
         };
-        s.reduced_last = vec![true; s.sample.len()];
-        s.history = vec![vec![0.0; self.steps]; s.sample.len()];
-        if !self.record(&mut s, &lg.logits, 0, &mut result)? {
-            return Ok(result);
+        if !record(&mut s, &lg.logits, 0, found)? {
+            return Ok(());
         }
         let (mut k, mut since) = (first, 0usize);
         for i in 0..self.steps {
@@ -310,7 +243,7 @@ impl Apgd {
             cost.gradients += s.sample.len() as u64;
             let lg = model.loss_and_grad(&s.x, &s.goal, loss)?;
             s.grad = lg.grad;
-            let value: Vec<f64> = lg.loss.to_dtype(DType::F64)?.to_vec1()?;
+            let value = to_f64(&lg.loss)?;
             let better: Vec<bool> = value.iter().zip(&s.loss_best).map(|(v, b)| v > b).collect();
             s.x_best = where_rows(&better, &s.x, &s.x_best)?;
             s.grad_best = where_rows(&better, &s.grad, &s.grad_best)?;
@@ -320,7 +253,7 @@ impl Apgd {
                     s.loss_best[j] = *v;
                 }
             }
-            if !self.record(&mut s, &lg.logits, i as u32 + 1, &mut result)? {
+            if !record(&mut s, &lg.logits, i as u32 + 1, found)? {
                 break;
             }
 
@@ -352,27 +285,19 @@ impl Apgd {
                 k = k.saturating_sub(decrement).max(min_gap);
             }
         }
-        Ok(result)
+        Ok(())
     }
+}
 
-    /// Records rows that reached the goal at iteration `t` and drops every copy of their sample;
-    /// false when no row is left.
-    fn record(&self, s: &mut State, logits: &Tensor, t: u32, result: &mut [Success]) -> Result<bool> {
-        let preds = predictions(logits)?;
-        let hit: Vec<bool> = preds.iter().enumerate().map(|(j, &p)| s.goal.achieved(j, p)).collect();
-        if hit.iter().any(|&h| h) {
-            let rows = to_rows(&s.x)?;
-            for (j, &i) in s.sample.iter().enumerate() {
-                if hit[j] && result[i].is_none() {
-                    result[i] = Some((t, rows[j].clone()));
-                }
-            }
-            let keep: Vec<usize> = (0..s.sample.len()).filter(|&j| result[s.sample[j]].is_none()).collect();
-            if keep.is_empty() {
-                return Ok(false);
-            }
-            s.keep(&keep)?;
+/// Records the rows that reached the goal at iteration `t` and drops every copy of their sample;
+/// false when no row is left.
+fn record(s: &mut State, logits: &Tensor, t: u32, found: &mut Found) -> Result<bool> {
+    let keep = found.record(&s.sample, &s.x, &hits(&s.goal, logits)?, t, false)?;
+    if keep.len() < s.sample.len() {
+        if keep.is_empty() {
+            return Ok(false);
         }
-        Ok(true)
+        s.keep(&keep)?;
     }
+    Ok(true)
 }

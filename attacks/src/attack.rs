@@ -3,10 +3,10 @@
 use std::fmt::Debug;
 
 use candle_core::Tensor;
-use gauntlet_models::{Classifier, Goal, Loss};
+use gauntlet_models::{Classifier, Goal};
 
 use crate::threat::{NoiseKey, ThreatModel};
-use crate::{AttackError, Result};
+use crate::Result;
 
 /// A batch handed to an attack. All rows are samples the model classifies correctly (or, for a
 /// targeted goal, not yet as the target).
@@ -65,6 +65,30 @@ pub struct AttackOutput {
     pub cost: Cost,
 }
 
+/// What sort of search an attack runs; the evaluator and the integrity checks go by it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AttackKind {
+    /// One gradient step (FGSM): nothing to iterate or strengthen.
+    SingleStep,
+    /// Gradient steps within the budget ε (PGD, MI-FGSM, APGD).
+    Iterative,
+    /// Each sample's smallest adversarial perturbation, whatever the budget (FMN); see
+    /// [`Attack::minimal_norm`].
+    MinimalNorm,
+    /// Reads only the logits, no gradients (Square).
+    GradientFree,
+}
+
+impl AttackKind {
+    pub fn needs_gradients(self) -> bool {
+        self != AttackKind::GradientFree
+    }
+
+    pub fn minimal_norm(self) -> bool {
+        self == AttackKind::MinimalNorm
+    }
+}
+
 /// An adversarial attack. The model is passed in, not owned; the threat model fixes norm and ε.
 pub trait Attack: Send + Sync + Debug {
     /// The registry name, as typed on the command line and written in reports.
@@ -73,8 +97,13 @@ pub trait Attack: Send + Sync + Debug {
     /// The resolved parameters, `key=value` comma-separated, for reports.
     fn params(&self) -> String;
 
+    /// What sort of search this is; an iterative gradient attack unless said otherwise.
+    fn kind(&self) -> AttackKind {
+        AttackKind::Iterative
+    }
+
     fn needs_gradients(&self) -> bool {
-        true
+        self.kind().needs_gradients()
     }
 
     /// A minimal-norm attack searches for each sample's smallest adversarial perturbation instead
@@ -83,135 +112,15 @@ pub trait Attack: Send + Sync + Debug {
     /// sample broken at every budget its perturbation fits in. It returns, per row, the smallest
     /// adversarial input it found (or the clean input when it found none).
     fn minimal_norm(&self) -> bool {
-        false
+        self.kind().minimal_norm()
+    }
+
+    /// The same attack with twice the iterations (steps, or queries) and one more restart where it
+    /// has restarts; a step size relative to ε stays relative. `None` for an attack without
+    /// iterations.
+    fn strengthened(&self) -> Option<Box<dyn Attack>> {
+        None
     }
 
     fn run(&self, model: &dyn Classifier, batch: &AttackBatch<'_>, threat: &ThreatModel) -> Result<AttackOutput>;
-}
-
-/// `key=value` parameters of an attack, consumed by its constructor; leftovers are an error.
-#[derive(Debug, Clone, Default)]
-pub struct Params {
-    attack: String,
-    entries: Vec<(String, String)>,
-}
-
-impl Params {
-    /// Parses `k=v,k=v` (an empty string gives no parameters).
-    pub fn parse(attack: &str, text: &str) -> Result<Self> {
-        let mut entries: Vec<(String, String)> = Vec::new();
-        for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-            let Some((k, v)) = part.split_once('=') else {
-                return Err(AttackError::Param {
-                    attack: attack.into(),
-                    message: format!("`{part}` is not key=value"),
-                });
-            };
-            let k = k.trim().to_ascii_lowercase();
-            if entries.iter().any(|(e, _)| *e == k) {
-                return Err(AttackError::Param { attack: attack.into(), message: format!("`{k}` is given twice") });
-            }
-            entries.push((k, v.trim().to_string()));
-        }
-        Ok(Params { attack: attack.into(), entries })
-    }
-
-    fn take_raw(&mut self, key: &str) -> Option<String> {
-        let pos = self.entries.iter().position(|(k, _)| k == key)?;
-        Some(self.entries.remove(pos).1)
-    }
-
-    fn err(&self, message: String) -> AttackError {
-        AttackError::Param { attack: self.attack.clone(), message }
-    }
-
-    /// A number; fractions such as `2/255` are accepted.
-    pub fn take_f64(&mut self, key: &str) -> Result<Option<f64>> {
-        match self.take_raw(key) {
-            None => Ok(None),
-            Some(v) => parse_number(&v)
-                .filter(|x| x.is_finite())
-                .map(Some)
-                .ok_or_else(|| self.err(format!("`{key}={v}` is not a number"))),
-        }
-    }
-
-    pub fn take_usize(&mut self, key: &str) -> Result<Option<usize>> {
-        match self.take_raw(key) {
-            None => Ok(None),
-            Some(v) => v.parse().map(Some).map_err(|_| self.err(format!("`{key}={v}` is not a whole number"))),
-        }
-    }
-
-    pub fn take_bool(&mut self, key: &str) -> Result<Option<bool>> {
-        match self.take_raw(key).as_deref() {
-            None => Ok(None),
-            Some("true" | "yes" | "1" | "on") => Ok(Some(true)),
-            Some("false" | "no" | "0" | "off") => Ok(Some(false)),
-            Some(v) => Err(self.err(format!("`{key}={v}` is not true or false"))),
-        }
-    }
-
-    pub fn take_loss(&mut self) -> Result<Option<Loss>> {
-        match self.take_raw("loss").as_deref() {
-            None => Ok(None),
-            Some("ce" | "cross-entropy" | "xent") => Ok(Some(Loss::CrossEntropy)),
-            Some("margin" | "cw") => Ok(Some(Loss::Margin)),
-            Some("dlr") => Ok(Some(Loss::Dlr)),
-            Some(v) => Err(self.err(format!("`loss={v}` is unknown; use ce, margin or dlr"))),
-        }
-    }
-
-    /// Fails on any key the constructor did not take, listing the keys it knows.
-    pub fn finish(self, known: &[&str]) -> Result<()> {
-        match self.entries.first() {
-            None => Ok(()),
-            Some((k, _)) => Err(self.err(format!("unknown parameter `{k}`; known: {}", known.join(", ")))),
-        }
-    }
-}
-
-/// Parses `0.3`, `8/255` or `1e-2`.
-pub fn parse_number(s: &str) -> Option<f64> {
-    let s = s.trim();
-    match s.split_once('/') {
-        Some((a, b)) => {
-            let (a, b): (f64, f64) = (a.trim().parse().ok()?, b.trim().parse().ok()?);
-            (b != 0.0).then(|| a / b)
-        }
-        None => s.parse().ok(),
-    }
-}
-
-pub(crate) fn loss_name(loss: Loss) -> &'static str {
-    loss.name()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn params_parse_and_reject_unknown_keys() {
-        let mut p = Params::parse("pgd", "steps=10, step=2/255,random_start=false").unwrap();
-        assert_eq!(p.take_usize("steps").unwrap(), Some(10));
-        assert!((p.take_f64("step").unwrap().unwrap() - 2.0 / 255.0).abs() < 1e-12);
-        assert_eq!(p.take_bool("random_start").unwrap(), Some(false));
-        p.finish(&[]).unwrap();
-        let p = Params::parse("pgd", "stepz=3").unwrap();
-        let e = p.finish(&["steps"]).unwrap_err().to_string();
-        assert!(e.contains("unknown parameter `stepz`") && e.contains("steps"), "{e}");
-        assert!(Params::parse("pgd", "steps").is_err());
-        assert!(Params::parse("pgd", "steps=1,steps=2").is_err());
-        let mut p = Params::parse("pgd", "steps=x").unwrap();
-        assert!(p.take_usize("steps").is_err());
-    }
-
-    #[test]
-    fn numbers_accept_fractions() {
-        assert_eq!(parse_number("8/255"), Some(8.0 / 255.0));
-        assert_eq!(parse_number("0.3"), Some(0.3));
-        assert_eq!(parse_number("1/0"), None);
-        assert_eq!(parse_number("abc"), None);
-    }
 }

@@ -7,11 +7,12 @@
 
 use gauntlet_models::{Classifier, Loss};
 
-use crate::attack::{loss_name, Attack, AttackBatch, AttackOutput, Cost, Params};
+use crate::attack::{Attack, AttackBatch, AttackKind, AttackOutput, Cost};
+use crate::params::{self, Declared, Fields, Params};
 use crate::threat::ThreatModel;
 use crate::Result;
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Fgsm {
     pub loss: Loss,
 }
@@ -19,10 +20,14 @@ pub struct Fgsm {
 impl Fgsm {
     pub const NAME: &'static str = "fgsm";
 
-    pub fn from_params(mut p: Params) -> Result<Self> {
-        let loss = p.take_loss()?.unwrap_or_default();
-        p.finish(&["loss"])?;
-        Ok(Fgsm { loss })
+    pub fn from_params(p: Params) -> Result<Self> {
+        params::parse(Self::default(), p)
+    }
+}
+
+impl Declared for Fgsm {
+    fn declare(&mut self, f: &mut Fields) -> Result<()> {
+        f.loss(&mut self.loss)
     }
 }
 
@@ -31,8 +36,10 @@ impl Attack for Fgsm {
         Self::NAME
     }
 
-    fn params(&self) -> String {
-        format!("loss={}", loss_name(self.loss))
+    declared_params!();
+
+    fn kind(&self) -> AttackKind {
+        AttackKind::SingleStep
     }
 
     fn run(&self, model: &dyn Classifier, batch: &AttackBatch<'_>, threat: &ThreatModel) -> Result<AttackOutput> {

@@ -44,15 +44,14 @@
 //! `gamma_final=0.001`, `targets=1`. Cost per sample: (1 + targets)·steps gradient passes, plus K − 1
 //! for ranking the classes when targets > 0, plus 1 + targets forward passes.
 
-use candle_core::{DType, Device, Tensor, D};
-use gauntlet_models::{predictions, Classifier, Goal, Loss};
+use candle_core::Tensor;
+use gauntlet_models::{Classifier, Goal, Loss};
 
-use crate::attack::{Attack, AttackBatch, AttackOutput, Cost, Params};
-use crate::pgd::select;
-use crate::threat::{Norm, ThreatModel};
-use crate::{AttackError, Result};
-
-const TINY: f64 = 1e-12;
+use crate::attack::{Attack, AttackBatch, AttackKind, AttackOutput, Cost};
+use crate::params::{self, Declared, Fields, Params};
+use crate::rows::{hits, per_row, select, to_f64, where_rows};
+use crate::threat::{Norm, ThreatModel, TINY};
+use crate::Result;
 
 #[derive(Debug, Clone)]
 pub struct Fmn {
@@ -76,29 +75,9 @@ impl Default for Fmn {
 
 impl Fmn {
     pub const NAME: &'static str = "fmn";
-    const KEYS: &'static [&'static str] =
-        &["steps", "alpha_init", "alpha_final", "gamma_init", "gamma_final", "targets"];
 
-    pub fn from_params(mut p: Params) -> Result<Self> {
-        let d = Fmn::default();
-        let steps = p.take_usize("steps")?.unwrap_or(d.steps);
-        let alpha_init = p.take_f64("alpha_init")?;
-        let alpha_final = p.take_f64("alpha_final")?;
-        let gamma_init = p.take_f64("gamma_init")?.unwrap_or(d.gamma_init);
-        let gamma_final = p.take_f64("gamma_final")?.unwrap_or(d.gamma_final);
-        let targets = p.take_usize("targets")?.unwrap_or(d.targets);
-        p.finish(Self::KEYS)?;
-        let bad = |m: &str| Err(AttackError::Param { attack: Self::NAME.into(), message: m.into() });
-        if steps == 0 {
-            return bad("steps must be at least 1");
-        }
-        if alpha_init.into_iter().chain(alpha_final).any(|a| a <= 0.0) {
-            return bad("alpha_init and alpha_final must be positive");
-        }
-        if !(gamma_init > 0.0 && gamma_init < 1.0 && gamma_final > 0.0 && gamma_final < 1.0) {
-            return bad("gamma_init and gamma_final must lie in (0, 1)");
-        }
-        Ok(Fmn { steps, alpha_init, alpha_final, gamma_init, gamma_final, targets })
+    pub fn from_params(p: Params) -> Result<Self> {
+        params::parse(Self::default(), p)
     }
 
     /// (α₀, α_final) for a norm.
@@ -118,26 +97,38 @@ impl Fmn {
     }
 }
 
+impl Declared for Fmn {
+    fn declare(&mut self, f: &mut Fields) -> Result<()> {
+        f.iterations("steps", &mut self.steps)?;
+        f.auto("alpha_init", &mut self.alpha_init)?;
+        f.auto("alpha_final", &mut self.alpha_final)?;
+        f.number("gamma_init", &mut self.gamma_init)?;
+        f.number("gamma_final", &mut self.gamma_final)?;
+        f.count("targets", &mut self.targets)
+    }
+
+    fn rules(&self) -> Vec<(bool, &'static str)> {
+        let gammas = [self.gamma_init, self.gamma_final];
+        vec![
+            (self.steps >= 1, "steps must be at least 1"),
+            (
+                self.alpha_init.into_iter().chain(self.alpha_final).all(|a| a > 0.0),
+                "alpha_init and alpha_final must be positive",
+            ),
+            (gammas.iter().all(|g| *g > 0.0 && *g < 1.0), "gamma_init and gamma_final must lie in (0, 1)"),
+        ]
+    }
+}
+
 impl Attack for Fmn {
     fn name(&self) -> &str {
         Self::NAME
     }
 
-    fn params(&self) -> String {
-        let show = |a: Option<f64>| a.map_or("auto".to_string(), |v| v.to_string());
-        format!(
-            "steps={},alpha_init={},alpha_final={},gamma_init={},gamma_final={},targets={}",
-            self.steps,
-            show(self.alpha_init),
-            show(self.alpha_final),
-            self.gamma_init,
-            self.gamma_final,
-            self.targets
-        )
-    }
+    declared_params!();
 
-    fn minimal_norm(&self) -> bool {
-        true
+    fn kind(&self) -> AttackKind {
+        AttackKind::MinimalNorm
     }
 
     fn run(&self, model: &dyn Classifier, batch: &AttackBatch<'_>, threat: &ThreatModel) -> Result<AttackOutput> {
@@ -153,7 +144,7 @@ impl Attack for Fmn {
         // The largest perturbation the box allows around each row (moving every pixel to the
         // farther bound), and never more than the threat model's ε.
         let far = x0.affine(-1.0, hi)?.maximum(&x0.affine(1.0, -lo)?)?;
-        let worst: Vec<f64> = row_norms(&far, threat.norm)?.into_iter().map(|w| w.min(threat.eps)).collect();
+        let worst: Vec<f64> = threat.norm.row_norms(&far)?.into_iter().map(|w| w.min(threat.eps)).collect();
 
         // The plain run on the margin loss, then, for an untargeted goal, one run guided towards
         // each of the `targets` classes whose linearised boundary is nearest the clean input.
@@ -202,7 +193,7 @@ impl Fmn {
             let lg = model.loss_and_grad(&x, &Goal::targeted(vec![c; rows.len()]), Loss::Margin)?;
             let grad = feasible(&x, &lg.grad, threat)?;
             let loss = to_f64(&lg.loss)?;
-            let dual = dual_norms(&grad, threat.norm)?;
+            let dual = threat.norm.dual_norms(&grad)?;
             for (i, &j) in rows.iter().enumerate() {
                 dist[j][c as usize] = loss[i].abs() / dual[i].max(TINY);
             }
@@ -244,7 +235,7 @@ impl Fmn {
 
         for i in 0..=self.steps {
             let x = (x0 + &delta)?;
-            let norms = row_norms(&delta, threat.norm)?;
+            let norms = threat.norm.row_norms(&delta)?;
             let last = i == self.steps;
             let (logits, lg) = if last {
                 cost.forwards += n as u64;
@@ -254,8 +245,7 @@ impl Fmn {
                 let lg = model.loss_and_grad(&x, guide, Loss::Margin)?;
                 (lg.logits.clone(), Some(lg))
             };
-            let preds = predictions(&logits)?;
-            let adv: Vec<bool> = preds.iter().enumerate().map(|(j, &p)| goal.achieved(j, p)).collect();
+            let adv = hits(goal, &logits)?;
             for j in (0..n).filter(|&j| adv[j]) {
                 run_best[j] = run_best[j].min(norms[j]);
             }
@@ -275,7 +265,7 @@ impl Fmn {
             // Adapt ε.
             let (alpha, gamma) = self.schedule(i, threat.norm);
             let loss = to_f64(&lg.loss)?;
-            let dual = dual_norms(&grad, threat.norm)?;
+            let dual = threat.norm.dual_norms(&grad)?;
             for j in 0..n {
                 eps[j] = if adv[j] {
                     (eps[j] * (1.0 - gamma)).min(run_best[j])
@@ -288,18 +278,10 @@ impl Fmn {
             }
 
             // Normalised gradient step, then projection onto the ε-ball and the box.
-            let g2 = row_norms(&grad, Norm::L2)?;
+            let g2 = Norm::L2.row_norms(&grad)?;
             let scale: Vec<f64> = g2.iter().map(|g| alpha / g.max(TINY)).collect();
             let moved = (&delta + grad.broadcast_mul(&per_row(&scale, &delta)?)?)?;
-            let eps_t = per_row(&eps, &moved)?;
-            let moved = match threat.norm {
-                Norm::Linf => moved.broadcast_minimum(&eps_t)?.broadcast_maximum(&eps_t.neg()?)?,
-                Norm::L2 => {
-                    let len = per_row(&row_norms(&moved, Norm::L2)?, &moved)?;
-                    let factor = (&eps_t / (len + TINY)?)?.clamp(0.0, 1.0)?;
-                    moved.broadcast_mul(&factor)?
-                }
-            };
+            let moved = threat.norm.project_rows(&moved, &eps)?;
             delta = ((x0 + moved)?.clamp(threat.bounds.lo, threat.bounds.hi)? - x0)?;
         }
         Ok(())
@@ -315,53 +297,11 @@ fn feasible(x: &Tensor, grad: &Tensor, threat: &ThreatModel) -> Result<Tensor> {
     Ok((grad * (at_lo + at_hi)?.affine(-1.0, 1.0)?)?)
 }
 
-/// Per-row dual norm of the gradient: L1 for L∞, L2 for L2.
-fn dual_norms(grad: &Tensor, norm: Norm) -> Result<Vec<f64>> {
-    match norm {
-        Norm::Linf => row_l1(grad),
-        Norm::L2 => row_norms(grad, Norm::L2),
-    }
-}
-
-fn to_f64(t: &Tensor) -> Result<Vec<f64>> {
-    Ok(t.to_dtype(DType::F64)?.to_vec1::<f64>()?)
-}
-
-/// Per-row L∞ or L2 norm of a batch tensor, in f64 on the CPU.
-fn row_norms(t: &Tensor, norm: Norm) -> Result<Vec<f64>> {
-    let flat = t.flatten_from(1)?.to_dtype(DType::F64)?;
-    let v = match norm {
-        Norm::Linf => flat.abs()?.max(D::Minus1)?,
-        Norm::L2 => flat.sqr()?.sum(D::Minus1)?.sqrt()?,
-    };
-    to_f64(&v)
-}
-
-/// Per-row L1 norm (the dual of L∞).
-fn row_l1(t: &Tensor) -> Result<Vec<f64>> {
-    to_f64(&t.flatten_from(1)?.to_dtype(DType::F64)?.abs()?.sum(D::Minus1)?)
-}
-
-/// A per-row scalar as a tensor broadcastable over the rows of `like`.
-fn per_row(v: &[f64], like: &Tensor) -> Result<Tensor> {
-    let mut shape = vec![1usize; like.rank()];
-    shape[0] = v.len();
-    Ok(Tensor::from_vec(v.to_vec(), shape, &Device::Cpu)?.to_device(like.device())?.to_dtype(like.dtype())?)
-}
-
-/// Rows where `mask` holds take `a`, the others `b`.
-fn where_rows(mask: &[bool], a: &Tensor, b: &Tensor) -> Result<Tensor> {
-    let m: Vec<u8> = mask.iter().map(|&v| u8::from(v)).collect();
-    let mut shape = vec![1usize; a.rank()];
-    shape[0] = m.len();
-    let m = Tensor::from_vec(m, shape, a.device())?.broadcast_as(a.shape())?;
-    Ok(m.where_cond(a, b)?)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::attack::Attack;
+    use candle_core::Device;
+    use gauntlet_models::predictions;
 
     fn parse(text: &str) -> Result<Fmn> {
         Fmn::from_params(Params::parse(Fmn::NAME, text)?)
@@ -447,7 +387,8 @@ mod tests {
         let f = parse("").unwrap();
         assert_eq!((f.steps, f.alpha_init, f.alpha_final, f.targets), (100, None, None, 1));
         assert_eq!((f.gamma_init, f.gamma_final), (0.05, 0.001));
-        assert!(f.minimal_norm());
+        assert!(f.minimal_norm() && f.needs_gradients());
+        assert_eq!(f.strengthened().unwrap().params(), f.params().replace("steps=100", "steps=200"));
         assert_eq!(
             f.params(),
             "steps=100,alpha_init=auto,alpha_final=auto,gamma_init=0.05,gamma_final=0.001,targets=1"

@@ -2,8 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::attack::{Attack, Params};
-use crate::{Apgd, ApgdLoss, AttackError, Fgsm, Fmn, MiFgsm, Pgd, Result, Square};
+use crate::{Apgd, ApgdLoss, Attack, AttackError, Fgsm, Fmn, MiFgsm, Params, Pgd, Result, Square};
 
 /// Builds an attack from its parameters.
 pub type Factory = Box<dyn Fn(Params) -> Result<Box<dyn Attack>> + Send + Sync>;

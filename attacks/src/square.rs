@@ -55,8 +55,9 @@ use gauntlet_models::{Classifier, Loss};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
-use crate::attack::{loss_name, Attack, AttackBatch, AttackOutput, Cost, Params};
-use crate::pgd::Rows;
+use crate::attack::{Attack, AttackBatch, AttackKind, AttackOutput, Cost};
+use crate::params::{self, Declared, Fields, Params};
+use crate::rows::Found;
 use crate::threat::{Norm, ThreatModel};
 use crate::{AttackError, Result};
 
@@ -82,26 +83,9 @@ impl Default for Square {
 
 impl Square {
     pub const NAME: &'static str = "square";
-    const KEYS: &'static [&'static str] = &["queries", "p_init", "restarts", "loss"];
 
-    pub fn from_params(mut p: Params) -> Result<Self> {
-        let d = Square::default();
-        let queries = p.take_usize("queries")?.unwrap_or(d.queries);
-        let p_init = p.take_f64("p_init")?.unwrap_or(d.p_init);
-        let restarts = p.take_usize("restarts")?.unwrap_or(d.restarts);
-        let loss = p.take_loss()?.unwrap_or(d.loss);
-        p.finish(Self::KEYS)?;
-        let bad = |m: &str| Err(AttackError::Param { attack: Self::NAME.into(), message: m.into() });
-        if queries == 0 || restarts == 0 {
-            return bad("queries and restarts must be at least 1");
-        }
-        if !(p_init > 0.0 && p_init <= 1.0) {
-            return bad("p_init must lie in (0, 1]");
-        }
-        if !matches!(loss, Loss::Margin | Loss::CrossEntropy) {
-            return bad("loss must be margin or ce");
-        }
-        Ok(Square { queries, p_init, restarts, loss })
+    pub fn from_params(p: Params) -> Result<Self> {
+        params::parse(Self::default(), p)
     }
 
     /// The fraction of pixels a window covers at iteration `it` (0-based): `p_init`, halved at
@@ -122,6 +106,23 @@ impl Square {
             _ => 9,
         };
         self.p_init / f64::from(1u32 << halvings)
+    }
+}
+
+impl Declared for Square {
+    fn declare(&mut self, f: &mut Fields) -> Result<()> {
+        f.iterations("queries", &mut self.queries)?;
+        f.number("p_init", &mut self.p_init)?;
+        f.restarts(&mut self.restarts)?;
+        f.loss(&mut self.loss)
+    }
+
+    fn rules(&self) -> Vec<(bool, &'static str)> {
+        vec![
+            (self.queries >= 1 && self.restarts >= 1, "queries and restarts must be at least 1"),
+            (self.p_init > 0.0 && self.p_init <= 1.0, "p_init must lie in (0, 1]"),
+            (matches!(self.loss, Loss::Margin | Loss::CrossEntropy), "loss must be margin or ce"),
+        ]
     }
 }
 
@@ -422,24 +423,17 @@ impl Attack for Square {
         Self::NAME
     }
 
-    fn params(&self) -> String {
-        format!(
-            "queries={},p_init={},restarts={},loss={}",
-            self.queries,
-            self.p_init,
-            self.restarts,
-            loss_name(self.loss)
-        )
-    }
+    declared_params!();
 
-    fn needs_gradients(&self) -> bool {
-        false
+    fn kind(&self) -> AttackKind {
+        AttackKind::GradientFree
     }
 
     fn run(&self, model: &dyn Classifier, batch: &AttackBatch<'_>, threat: &ThreatModel) -> Result<AttackOutput> {
         let n = batch.len();
         let &[_, c, h, w] = batch.x0.dims() else {
-            return Err(AttackError::Invalid(format!("square needs inputs (N, C, H, W), got {:?}", batch.x0.dims())));
+            let message = format!("it needs inputs (N, C, H, W), got {:?}", batch.x0.dims());
+            return Err(AttackError::Unsupported { attack: Self::NAME.into(), message });
         };
         let shape = [c, h, w];
         let per = c * h * w;
@@ -462,9 +456,7 @@ impl Attack for Square {
         let k = model.num_classes();
         let goal = batch.goal;
 
-        let mut out = Rows::new(batch.x0)?;
-        let mut steps = vec![None; n];
-        let mut reached = vec![false; n];
+        let mut found = Found::new(batch.x0)?;
         let mut best_margin = vec![f64::INFINITY; n];
         let mut spent = vec![0u32; n];
         let mut cost = Cost::default();
@@ -474,7 +466,7 @@ impl Attack for Square {
         for restart in 0..self.restarts {
             let key = batch.noise_key(restart as u64);
             let mut rows: Vec<Row> = (0..n)
-                .filter(|&i| !reached[i])
+                .filter(|&i| !found.reached[i])
                 .map(|i| Row {
                     sample: i,
                     rng: key.rng(batch.ids[i]),
@@ -526,10 +518,8 @@ impl Attack for Square {
                         return true;
                     }
                     let i = row.sample;
-                    out.set(i, &row.best);
-                    reached[i] = true;
-                    steps[i] = Some(spent[i] + row.queries);
                     spent[i] += row.queries;
+                    found.set(i, &row.best, spent[i], true);
                     false
                 });
             }
@@ -538,13 +528,12 @@ impl Attack for Square {
                 let i = row.sample;
                 if row.margin < best_margin[i] {
                     best_margin[i] = row.margin;
-                    out.set(i, &row.best);
-                    steps[i] = Some(spent[i] + row.best_at);
+                    found.set(i, &row.best, spent[i] + row.best_at, false);
                 }
                 spent[i] += row.queries;
             }
         }
-        Ok(AttackOutput { x_adv: out.into_tensor()?, steps, reached, cost })
+        found.output(cost)
     }
 }
 
@@ -643,6 +632,7 @@ mod tests {
         let a = attack("queries=300,p_init=0.3,restarts=2,loss=ce");
         assert_eq!((a.queries, a.p_init, a.restarts, a.loss), (300, 0.3, 2, Loss::CrossEntropy));
         assert!(!a.needs_gradients());
+        assert_eq!(a.strengthened().unwrap().params(), "queries=600,p_init=0.3,restarts=3,loss=ce");
         for bad in ["queries=0", "restarts=0", "p_init=0", "p_init=1.5", "loss=dlr", "steps=3", "queries=x"] {
             let r = Params::parse(Square::NAME, bad).and_then(Square::from_params);
             assert!(r.is_err(), "{bad} was accepted");

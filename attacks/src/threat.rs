@@ -4,11 +4,12 @@
 use std::fmt;
 use std::str::FromStr;
 
-use candle_core::{Device, Tensor};
+use candle_core::{DType, Device, Tensor, D};
 use gauntlet_models::Bounds;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use crate::rows::{per_row, row_shape, to_f64};
 use crate::{AttackError, Result};
 
 /// The distance in which the attacker's budget is measured.
@@ -26,6 +27,36 @@ impl Norm {
             Norm::L2 => "l2",
         }
     }
+
+    /// Per-row norm of a batch tensor, in f64 on the CPU.
+    pub fn row_norms(self, t: &Tensor) -> Result<Vec<f64>> {
+        let flat = t.flatten_from(1)?.to_dtype(DType::F64)?;
+        to_f64(&match self {
+            Norm::Linf => flat.abs()?.max(D::Minus1)?,
+            Norm::L2 => flat.sqr()?.sum(D::Minus1)?.sqrt()?,
+        })
+    }
+
+    /// Per-row dual norm (L1 for L∞, L2 for L2), in f64 on the CPU: the rate at which a linear
+    /// function with gradient `t` can change per unit of this norm.
+    pub fn dual_norms(self, t: &Tensor) -> Result<Vec<f64>> {
+        match self {
+            Norm::Linf => to_f64(&t.flatten_from(1)?.to_dtype(DType::F64)?.abs()?.sum(D::Minus1)?),
+            Norm::L2 => Norm::L2.row_norms(t),
+        }
+    }
+
+    /// Projects each row of the perturbation `delta` onto the ball of its own radius `radii[i]`.
+    pub fn project_rows(self, delta: &Tensor, radii: &[f64]) -> Result<Tensor> {
+        let r = per_row(radii, delta)?;
+        Ok(match self {
+            Norm::Linf => delta.broadcast_minimum(&r)?.broadcast_maximum(&r.neg()?)?,
+            Norm::L2 => {
+                let len = per_row(&Norm::L2.row_norms(delta)?, delta)?;
+                delta.broadcast_mul(&(&r / (len + TINY)?)?.clamp(0.0, 1.0)?)?
+            }
+        })
+    }
 }
 
 impl fmt::Display for Norm {
@@ -40,7 +71,7 @@ impl FromStr for Norm {
         match s.trim().to_ascii_lowercase().as_str() {
             "linf" | "l-inf" | "inf" | "l∞" => Ok(Norm::Linf),
             "l2" | "2" => Ok(Norm::L2),
-            other => Err(AttackError::Invalid(format!("unknown norm `{other}`; use linf or l2"))),
+            other => Err(AttackError::Threat(format!("unknown norm `{other}`; use linf or l2"))),
         }
     }
 }
@@ -72,22 +103,19 @@ impl NoiseKey {
     }
 }
 
-const TINY: f64 = 1e-12;
+pub(crate) const TINY: f64 = 1e-12;
 
 impl ThreatModel {
     pub fn new(norm: Norm, eps: f64, bounds: Bounds) -> Result<Self> {
         if !(eps.is_finite() && eps > 0.0) {
-            return Err(AttackError::Invalid(format!("ε must be a positive number, got {eps}")));
+            return Err(AttackError::Threat(format!("ε must be a positive number, got {eps}")));
         }
         Ok(ThreatModel { norm, eps, bounds })
     }
 
     /// Per-sample L2 norm of (N, …) as (N, 1, …, 1), for broadcasting.
-    pub(crate) fn l2_rows(t: &Tensor) -> candle_core::Result<Tensor> {
-        let n = t.dim(0)?;
-        let mut shape = vec![1usize; t.rank()];
-        shape[0] = n;
-        t.flatten_from(1)?.sqr()?.sum_keepdim(1)?.sqrt()?.reshape(shape)
+    fn l2_rows(t: &Tensor) -> candle_core::Result<Tensor> {
+        t.flatten_from(1)?.sqr()?.sum_keepdim(1)?.sqrt()?.reshape(row_shape(t.dim(0)?, t))
     }
 
     /// The steepest-ascent step of length `step` in this norm: step·sign(g) (L∞) or step·g/‖g‖₂ (L2).
@@ -116,20 +144,48 @@ impl ThreatModel {
     /// the CPU from the per-sample stream `key.rng(ids[i])`, so that the result does not depend on
     /// batch composition or device.
     pub fn random_start(&self, x0: &Tensor, ids: &[u64], key: NoiseKey) -> Result<Tensor> {
+        self.perturb(x0, ids, key, |rng, per, noise| match self.norm {
+            Norm::Linf => noise.extend((0..per).map(|_| rng.random_range(-self.eps..=self.eps) as f32)),
+            Norm::L2 => {
+                let dir: Vec<f64> = (0..per).map(|_| gaussian(rng)).collect();
+                let len = dir.iter().map(|v| v * v).sum::<f64>().sqrt().max(TINY);
+                let r = rng.random::<f64>() * self.eps;
+                noise.extend(dir.iter().map(|v| (v / len * r) as f32));
+            }
+        })
+    }
+
+    /// A random point of the ε-sphere around each row of `x0`, clamped to the bounds, as APGD's
+    /// reference implementation draws it: L∞, a uniform draw in [−1, 1) scaled so that its largest
+    /// coordinate is ε; L2, a Gaussian direction of length ε. Per sample stream, as
+    /// [`ThreatModel::random_start`].
+    pub fn random_on_sphere(&self, x0: &Tensor, ids: &[u64], key: NoiseKey) -> Result<Tensor> {
+        self.perturb(x0, ids, key, |rng, per, noise| {
+            let t: Vec<f64> = match self.norm {
+                Norm::Linf => (0..per).map(|_| rng.random_range(-1.0..1.0)).collect(),
+                Norm::L2 => (0..per).map(|_| gaussian(rng)).collect(),
+            };
+            let scale = match self.norm {
+                Norm::Linf => t.iter().fold(0f64, |m, v| m.max(v.abs())),
+                Norm::L2 => t.iter().map(|v| v * v).sum::<f64>().sqrt(),
+            } + TINY;
+            noise.extend(t.iter().map(|v| (self.eps * v / scale) as f32));
+        })
+    }
+
+    /// x0 plus noise that `draw` appends per row (`per` values) from the row's stream, clamped.
+    fn perturb(
+        &self,
+        x0: &Tensor,
+        ids: &[u64],
+        key: NoiseKey,
+        draw: impl Fn(&mut ChaCha8Rng, usize, &mut Vec<f32>),
+    ) -> Result<Tensor> {
         let n = x0.dim(0)?;
         let per = x0.elem_count() / n.max(1);
         let mut noise = Vec::with_capacity(n * per);
         for &id in ids {
-            let mut rng = key.rng(id);
-            match self.norm {
-                Norm::Linf => noise.extend((0..per).map(|_| rng.random_range(-self.eps..=self.eps) as f32)),
-                Norm::L2 => {
-                    let dir: Vec<f64> = (0..per).map(|_| gaussian(&mut rng)).collect();
-                    let len = dir.iter().map(|v| v * v).sum::<f64>().sqrt().max(TINY);
-                    let r = rng.random::<f64>() * self.eps;
-                    noise.extend(dir.iter().map(|v| (v / len * r) as f32));
-                }
-            }
+            draw(&mut key.rng(id), per, &mut noise);
         }
         let noise = Tensor::from_vec(noise, x0.shape(), &Device::Cpu)?.to_device(x0.device())?.to_dtype(x0.dtype())?;
         Ok((x0 + noise)?.clamp(self.bounds.lo, self.bounds.hi)?)
@@ -223,7 +279,7 @@ fn toward(r: f32, c: f32) -> f32 {
 }
 
 /// A standard normal draw (Box–Muller).
-pub(crate) fn gaussian(rng: &mut ChaCha8Rng) -> f64 {
+fn gaussian(rng: &mut ChaCha8Rng) -> f64 {
     let u1: f64 = 1.0 - rng.random::<f64>();
     let u2: f64 = rng.random::<f64>();
     (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
