@@ -212,10 +212,8 @@ fn within_budget_warns_about_an_attack_that_leaves_the_ball() {
 
 /// `eps_monotone`: a record in which a sample resists the larger budget but falls to the smaller
 /// one must FAIL. The evaluator always sorts the budgets ascending; a hand-built evaluation with
-/// budgets in descending order expresses that record, and the check, which walks the budgets by
-/// index rather than by value, passes it.
+/// budgets in descending order expresses that record; the check walks the budgets by value.
 #[test]
-#[ignore = "needs a library change: eps_monotone must order the budgets by value (or FAIL when Evaluation::eps is not ascending)"]
 fn eps_monotone_fails_on_a_sample_robust_only_at_the_larger_budget() {
     let model = zoo::mnist_cnn(&Device::Cpu).unwrap();
     let d = data(20);
@@ -251,6 +249,9 @@ impl Attack for Creep {
     }
     fn params(&self) -> String {
         format!("steps={}", self.steps)
+    }
+    fn strengthened(&self) -> Option<Box<dyn Attack>> {
+        Some(Box::new(Creep { steps: 2 * self.steps }))
     }
     fn run(&self, m: &dyn Classifier, b: &AttackBatch<'_>, t: &ThreatModel) -> gauntlet::attacks::Result<AttackOutput> {
         let mut x = b.x0.clone();

@@ -3,38 +3,25 @@
 //! beat the gradient attacks.
 
 use candle_core::{Device, Tensor};
-use gauntlet_attacks::{Norm, ThreatModel};
+use gauntlet_attacks::{Attack, AttackKind, Norm, ThreatModel};
 use gauntlet_models::predictions;
 
 use super::{check, rules, Ctx};
-use crate::eval::Evaluation;
 use crate::report::format::{fmt_eps, pct};
 use crate::report::{Check, Status};
 use crate::Result;
-
-fn is_single_step(name: &str) -> bool {
-    name == "fgsm"
-}
-
-/// Indices of iterative gradient attacks (not single-step, not minimal-norm) in the evaluation.
-fn iterative(ev: &Evaluation) -> Vec<usize> {
-    (0..ev.attacks.len())
-        .filter(|&a| {
-            ev.attacks[a].gradient_based && !is_single_step(&ev.attacks[a].name) && ev.attacks[a].radius.is_none()
-        })
-        .collect()
-}
 
 /// An iterative attack must be at least as strong as a single step of the same gradient.
 pub(super) fn iterative_vs_single_step(ctx: &Ctx<'_>, subset: &[usize]) -> Result<Check> {
     const NAME: &str = "iterative_vs_single_step";
     let main = ctx.ev;
-    let single = main.attacks.iter().position(|r| is_single_step(&r.name));
-    let iter = iterative(main);
+    let single = ctx.of_kind(AttackKind::SingleStep).first().copied();
+    let iter = ctx.of_kind(AttackKind::Iterative);
     let (ev, s, its, scope) = match single {
         Some(s) if !iter.is_empty() && !main.cascade => (None, s, iter, format!("all {} samples", main.samples())),
         _ => {
-            let ev = ctx.evaluate(subset, &["fgsm".into(), "pgd".into()], main.norm, &main.eps)?;
+            let (fgsm, pgd) = (ctx.registry.create("fgsm")?, ctx.registry.create("pgd")?);
+            let ev = ctx.evaluate(subset, &[fgsm.as_ref(), pgd.as_ref()], main.norm, &main.eps)?;
             (Some(ev), 0, vec![1], format!("fgsm and pgd on {} clean-correct samples", subset.len()))
         }
     };
@@ -71,18 +58,22 @@ pub(super) fn iterative_vs_single_step(ctx: &Ctx<'_>, subset: &[usize]) -> Resul
 /// chance level.
 pub(super) fn unbounded_budget(ctx: &Ctx<'_>, subset: &[usize]) -> Result<Check> {
     const NAME: &str = "unbounded_budget";
-    let main = ctx.ev;
     if subset.is_empty() {
         return Ok(check(NAME, Status::Pass, "no clean-correct samples to attack".into()));
     }
     // The evaluation's own first iterative gradient attack, or PGD.
-    let spec = iterative(main)
-        .first()
-        .map(|&a| format!("{}:{}", main.attacks[a].name, main.attacks[a].params))
-        .unwrap_or_else(|| "pgd".into());
+    let pgd;
+    let attack: &dyn Attack = match ctx.of_kind(AttackKind::Iterative).first() {
+        Some(&a) => ctx.cfg.attacks[a].as_ref(),
+        None => {
+            pgd = ctx.registry.create("pgd")?;
+            pgd.as_ref()
+        }
+    };
+    let spec = attack.name();
     let bounds = ctx.model.bounds();
     let eps = 0.5 * f64::from(bounds.hi - bounds.lo);
-    let ev = match ctx.evaluate(subset, std::slice::from_ref(&spec), Norm::Linf, &[eps]) {
+    let ev = match ctx.evaluate(subset, &[attack], Norm::Linf, &[eps]) {
         Ok(ev) => ev,
         Err(e) => return Ok(check(NAME, Status::Fail, format!("{spec} at L∞ ε {eps} could not run: {e}"))),
     };
@@ -92,7 +83,7 @@ pub(super) fn unbounded_budget(ctx: &Ctx<'_>, subset: &[usize]) -> Result<Check>
     let chance = 1.0 / ctx.model.num_classes() as f64;
     let detail = format!(
         "{} at L∞ ε {eps} on {n} clean-correct samples: robust accuracy {} ({robust} samples), chance level {}",
-        spec.split(':').next().unwrap_or(&spec),
+        spec,
         pct(acc),
         pct(chance)
     );
@@ -103,35 +94,6 @@ pub(super) fn unbounded_budget(ctx: &Ctx<'_>, subset: &[usize]) -> Result<Check>
     })
 }
 
-/// The spec of `name:params` with twice the iterations (steps, queries) and one more restart;
-/// `None` when the parameters have neither.
-fn strengthened(name: &str, params: &str) -> Option<String> {
-    let mut changed = false;
-    let parts: Vec<String> = params
-        .split(',')
-        .filter(|p| !p.is_empty())
-        .map(|p| match p.split_once('=') {
-            Some((k @ ("steps" | "queries"), v)) => match v.parse::<usize>() {
-                Ok(v) => {
-                    changed = true;
-                    format!("{k}={}", 2 * v)
-                }
-                Err(_) => p.to_string(),
-            },
-            Some((k @ "restarts", v)) => match v.parse::<usize>() {
-                Ok(v) => {
-                    changed = true;
-                    format!("{k}={}", v + 1)
-                }
-                Err(_) => p.to_string(),
-            },
-            // The step size follows the number of steps where it is relative to it.
-            _ => p.to_string(),
-        })
-        .collect();
-    changed.then(|| format!("{name}:{}", parts.join(",")))
-}
-
 /// Doubling the iterations and adding a restart must change robust accuracy by little.
 pub(super) fn more_iterations(ctx: &Ctx<'_>) -> Result<Check> {
     const NAME: &str = "more_iterations";
@@ -139,12 +101,12 @@ pub(super) fn more_iterations(ctx: &Ctx<'_>) -> Result<Check> {
     let n = ev.samples();
     let k = ctx.check_eps();
     // The strongest attack at that ε that has iterations to double.
-    let candidates: Vec<(usize, String)> = (0..ev.attacks.len())
-        .filter(|&a| ev.attacks[a].radius.is_none())
-        .filter_map(|a| strengthened(&ev.attacks[a].name, &ev.attacks[a].params).map(|s| (a, s)))
+    let candidates: Vec<(usize, Box<dyn Attack>)> = (0..ev.attacks.len())
+        .filter(|&a| !ctx.cfg.attacks[a].minimal_norm())
+        .filter_map(|a| ctx.cfg.attacks[a].strengthened().map(|s| (a, s)))
         .collect();
     let standalone = |a: usize| (0..n).filter(|&i| ev.correct(i) && !ev.broken_by(a, i, k)).count();
-    let Some((_, spec)) = candidates.iter().min_by_key(|(a, _)| standalone(*a)) else {
+    let Some((_, stronger)) = candidates.iter().min_by_key(|(a, _)| standalone(*a)) else {
         return Ok(check(NAME, Status::Pass, "no iterative attack with steps, queries or restarts ran".into()));
     };
     let robust: Vec<usize> = (0..n).filter(|&i| ev.robust_all(i, k)).collect();
@@ -152,8 +114,9 @@ pub(super) fn more_iterations(ctx: &Ctx<'_>) -> Result<Check> {
     if subset.is_empty() {
         return Ok(check(NAME, Status::Pass, format!("no sample is robust at ε {}", fmt_eps(ev.eps[k]))));
     }
-    let stronger = ctx.evaluate(&subset, std::slice::from_ref(spec), ev.norm, &[ev.eps[k]])?;
-    let newly = (0..subset.len()).filter(|&j| stronger.broken_by(0, j, 0)).count();
+    let spec = format!("{}:{}", stronger.name(), stronger.params());
+    let rerun = ctx.evaluate(&subset, &[stronger.as_ref()], ev.norm, &[ev.eps[k]])?;
+    let newly = (0..subset.len()).filter(|&j| rerun.broken_by(0, j, 0)).count();
     // Extrapolated to all robust samples when only a subset was re-attacked.
     let change = newly as f64 / subset.len() as f64 * robust.len() as f64 / n.max(1) as f64;
     let detail = format!(
@@ -266,22 +229,4 @@ fn noise_breaks(ctx: &Ctx<'_>, idx: &[usize], eps: f64) -> Result<usize> {
         }
     }
     Ok(broken.iter().filter(|&&b| b).count())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn strengthening_doubles_iterations_and_adds_a_restart() {
-        assert_eq!(
-            strengthened("pgd", "steps=40,rel_step=0.0625,restarts=1,random_start=true,loss=ce").as_deref(),
-            Some("pgd:steps=80,rel_step=0.0625,restarts=2,random_start=true,loss=ce")
-        );
-        assert_eq!(
-            strengthened("square", "queries=5000,p_init=0.8").as_deref(),
-            Some("square:queries=10000,p_init=0.8")
-        );
-        assert_eq!(strengthened("fgsm", "loss=ce"), None);
-    }
 }

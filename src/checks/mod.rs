@@ -8,7 +8,7 @@
 //! that produced the main numbers, with the seed shifted so that random starts differ.
 
 use candle_core::{DType, Device};
-use gauntlet_attacks::{Norm, Registry};
+use gauntlet_attacks::{Attack, AttackKind, Norm, Registry};
 use gauntlet_datasets::ImageSet;
 use gauntlet_models::Classifier;
 
@@ -88,15 +88,14 @@ struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
-    /// Runs `attacks` (registry specs) on the samples `idx` through the evaluator.
-    fn evaluate(&self, idx: &[usize], attacks: &[String], norm: Norm, eps: &[f64]) -> Result<Evaluation> {
-        let attacks = attacks.iter().map(|s| self.registry.create(s)).collect::<std::result::Result<Vec<_>, _>>()?;
+    /// Runs `attacks` on the samples `idx` through the evaluator.
+    fn evaluate(&self, idx: &[usize], attacks: &[&dyn Attack], norm: Norm, eps: &[f64]) -> Result<Evaluation> {
         let targets = match &self.cfg.targets {
             Some(TargetMode::Given(t)) => Some(TargetMode::Given(idx.iter().map(|&i| t[i]).collect())),
             other => other.clone(),
         };
         let cfg = EvalConfig {
-            attacks,
+            attacks: Vec::new(),
             norm,
             eps: eps.to_vec(),
             seed: self.cfg.seed.wrapping_add(0x5eed),
@@ -104,7 +103,13 @@ impl Ctx<'_> {
             targets,
             cascade: false,
         };
-        eval::evaluate(self.model, &self.data.select(idx), &cfg, &Silent)
+        eval::sweep(self.model, &self.data.select(idx), attacks, &cfg, &Silent, 0)
+    }
+
+    /// The gradient attacks of the main evaluation, in its order, whose kind is `kind`.
+    fn of_kind(&self, kind: AttackKind) -> Vec<usize> {
+        let attacks = &self.cfg.attacks;
+        (0..attacks.len()).filter(|&a| attacks[a].kind() == kind && attacks[a].needs_gradients()).collect()
     }
 
     /// Index of the ε at which the worst case is most informative: robust count closest to half

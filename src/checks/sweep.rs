@@ -48,8 +48,11 @@ pub(super) fn within_budget(ev: &Evaluation) -> Check {
 pub(super) fn eps_monotone(ev: &Evaluation) -> Check {
     const NAME: &str = "eps_monotone";
     let n = ev.samples();
+    // Budget indices by value: the sweep's order is not trusted to be ascending.
+    let mut order: Vec<usize> = (0..ev.eps.len()).collect();
+    order.sort_by(|&a, &b| ev.eps[a].total_cmp(&ev.eps[b]));
     let curve = |f: &dyn Fn(usize, usize) -> bool| -> Vec<usize> {
-        (0..ev.eps.len()).map(|k| (0..n).filter(|&i| f(i, k)).count()).collect()
+        order.iter().map(|&k| (0..n).filter(|&i| f(i, k)).count()).collect()
     };
     let mut rising = Vec::new();
     let mut shown = Vec::new();
@@ -62,7 +65,7 @@ pub(super) fn eps_monotone(ev: &Evaluation) -> Check {
     }
     // Per sample: robust at a larger ε implies robust at every smaller one.
     let per_sample =
-        (0..n).filter(|&i| (1..ev.eps.len()).any(|k| ev.robust_all(i, k) && !ev.robust_all(i, k - 1))).count();
+        (0..n).filter(|&i| order.windows(2).any(|w| ev.robust_all(i, w[1]) && !ev.robust_all(i, w[0]))).count();
     let detail = format!(
         "robust samples by ε: {}; samples robust at some ε but broken at a smaller one: {per_sample}",
         shown.join(", ")

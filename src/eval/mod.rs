@@ -208,6 +208,19 @@ pub fn evaluate_keeping(
     progress: &dyn Progress,
     keep: usize,
 ) -> Result<Evaluation> {
+    let attacks: Vec<&dyn Attack> = cfg.attacks.iter().map(|a| a.as_ref()).collect();
+    sweep(model, data, &attacks, cfg, progress, keep)
+}
+
+/// The evaluation of `attacks` (in place of `cfg.attacks`) with the rest of `cfg`.
+pub(crate) fn sweep(
+    model: &dyn Classifier,
+    data: &ImageSet,
+    attacks: &[&dyn Attack],
+    cfg: &EvalConfig,
+    progress: &dyn Progress,
+    keep: usize,
+) -> Result<Evaluation> {
     let started = Instant::now();
     let n = data.labels.len();
     let eps = normalize_eps(&cfg.eps)?;
@@ -228,7 +241,7 @@ pub fn evaluate_keeping(
         Some(TargetMode::Top(k)) => *k,
         _ => 1,
     };
-    let cells_guess = cfg.attacks.iter().map(|a| if a.minimal_norm() { 1 } else { eps.len() }).sum::<usize>();
+    let cells_guess = attacks.iter().map(|a| if a.minimal_norm() { 1 } else { eps.len() }).sum::<usize>();
     progress.start(n as u64 * (1 + (cells_guess * rounds_guess) as u64));
     for chunk in all.chunks(batch) {
         let x = batch_tensor(data, chunk, &device)?;
@@ -246,8 +259,8 @@ pub fn evaluate_keeping(
     // Progress was sized for all samples; only the clean-correct ones are attacked.
     progress.advance(((n - correct.len()) * cells_guess * rounds_guess) as u64, "clean");
 
-    let mut records: Vec<AttackRecord> = Vec::with_capacity(cfg.attacks.len());
-    for (a, attack) in cfg.attacks.iter().enumerate() {
+    let mut records: Vec<AttackRecord> = Vec::with_capacity(attacks.len());
+    for (a, &attack) in attacks.iter().enumerate() {
         let mut broken: Vec<Option<Broken>> = vec![None; n];
         let mut examples: Vec<(usize, Vec<f32>)> = Vec::new();
         let mut cells = vec![CellStats::default(); eps.len()];
