@@ -8,7 +8,7 @@
 //! is re-projected, re-checked and re-classified by the evaluator, like any other attack's output.
 
 use candle_core::{Device, Tensor};
-use gauntlet::attacks::{Attack, AttackBatch, AttackOutput, Cost, Params, Registry, ThreatModel};
+use gauntlet::attacks::{Attack, AttackBatch, AttackKind, AttackOutput, Cost, Params, Registry, ThreatModel};
 use gauntlet::checks;
 use gauntlet::datasets::samples;
 use gauntlet::eval::{evaluate, EvalConfig, Silent};
@@ -31,8 +31,8 @@ impl Attack for Corners {
         format!("draws={}", self.draws)
     }
 
-    fn needs_gradients(&self) -> bool {
-        false
+    fn kind(&self) -> AttackKind {
+        AttackKind::GradientFree
     }
 
     fn run(
