@@ -21,6 +21,13 @@ Writes
   tests/golden/mnist_torchattacks_square.json    torchattacks Square (L∞ 0.2, 0.3; L2 3.0; 300 queries; 8 seeds,
                                                  each run and the mean) on the first 300 images
                                                  (`python make_golden.py square` makes only this one)
+  tests/golden/mnist_l2_references.json          L2 references on the first 300 images (`python make_golden.py l2`
+                                                 makes only this one): FGM (torchattacks `PGDL2`, one step of
+                                                 size ε from the clean input) and MI-FGSM in L2 (an independent
+                                                 re-implementation of Gauntlet's definition; torchattacks' MIFGSM
+                                                 is L∞ only) per sample at ε 1.0, 2.0; PGD (torchattacks `PGDL2`)
+                                                 and APGD-DLR (torchattacks `APGD`, L2) robust accuracies over
+                                                 several seeds at ε 1.0, 1.5
 """
 import gzip
 import json
@@ -298,8 +305,164 @@ def square_reference(n=300, queries=300, seeds=range(8)):
         f.write("\n")
 
 
+def l2_reference(n=300):
+    """L2 references on the first n images.
+
+    Gauntlet's evaluator nests the budgets (a sample broken at a smaller ε counts as broken at every
+    larger one) and its iterative attacks keep each sample's first successful iterate; each entry
+    therefore also gives the numbers computed the same way ("nested", "any_iterate").
+
+    fgm       torchattacks PGDL2(steps=1, alpha=eps, random_start=False): x + ε·g/(‖g‖₂ + 1e-10), then
+              the ball projection (a no-op: the step has length ≤ ε) and the clip to [0, 1], which is
+              FGM. Deterministic: the broken samples are listed per ε. torchattacks averages the
+              cross-entropy over the batch, which shrinks very small gradients below its 1e-10
+              guard; "check_differs" counts the samples where a per-sample-gradient FGM disagrees.
+    mi-fgsm   NOT torchattacks (its MIFGSM is L∞ only): an independent re-implementation of
+              Gauntlet's documented L2 MI-FGSM (attacks/src/mi_fgsm.rs): g ← μ·g + ∇/‖∇‖₁,
+              x ← Π_{B₂(x₀, ε) ∩ [0, 1]}(x + α·g/‖g‖₂), from the clean input, 10 steps, α = ε/10,
+              μ = 1, per-sample cross-entropy gradients in f32. Deterministic: broken samples per ε,
+              counting any iterate after the first step (first success) and, separately, the last.
+    pgd       torchattacks PGDL2(steps=40, alpha=2.5·ε/40, random_start=True) with several seeds:
+              robust accuracy of the last iterate (torchattacks' answer) and of any iterate, the
+              random start included (Gauntlet's first-success rule), per seed and their mean.
+    apgd-dlr  torchattacks APGD(norm="L2", loss="dlr", steps=100, n_restarts=1) with several seeds
+              (APGD keeps the first success itself)."""
+    m, x, y, correct = shipped(n)
+    out = {"samples": n, "norm": "l2", "clean_correct": int(correct.sum())}
+
+    def fooled(adv):
+        with torch.no_grad():
+            return (m(adv).argmax(1) != y) & correct
+
+    def nested(broken_by_eps):
+        acc, seen = [], torch.zeros_like(correct)
+        for b in broken_by_eps:
+            seen = seen | b
+            acc.append((correct & ~seen).float().mean().item())
+        return acc
+
+    def indices(b):
+        return [int(i) for i in b.nonzero().flatten()]
+
+    def grad_ce(xv):
+        """Per-sample cross-entropy gradients (summed loss: no dependence on the batch size)."""
+        xv = xv.clone().requires_grad_(True)
+        F.cross_entropy(m(xv), y, reduction="sum").backward()
+        return xv.grad.detach()
+
+    def rows_norm(t, p):
+        return t.flatten(1).norm(p=p, dim=1).view(-1, 1, 1, 1)
+
+    def project(x0, xa, eps):
+        d = xa - x0
+        factor = torch.clamp(eps / (rows_norm(d, 2) + 1e-12), max=1.0)
+        return torch.clamp(x0 + d * factor, 0.0, 1.0)
+
+    det_eps = [1.0, 2.0]
+    # FGM.
+    out["fgm"] = {"params": {"torchattacks": "PGDL2(steps=1, alpha=eps, random_start=False)"}}
+    broken = []
+    for eps in det_eps:
+        adv = torchattacks.PGDL2(m, eps=eps, alpha=eps, steps=1, random_start=False)(x, y)
+        b = fooled(adv)
+        g = grad_ce(x)
+        check = fooled(project(x, x + eps * g / (rows_norm(g, 2) + 1e-12), eps))
+        broken.append(b)
+        out["fgm"][str(eps)] = {"robust_accuracy": (correct & ~b).float().mean().item(), "broken": indices(b),
+                                "check_differs": int((b != check).sum())}
+    for eps, a in zip(det_eps, nested(broken)):
+        out["fgm"][str(eps)]["nested"] = a
+
+    # MI-FGSM in L2: independent re-implementation (not torchattacks).
+    steps, decay = 10, 1.0
+    out["mi-fgsm"] = {"params": {"steps": steps, "alpha": "eps/10", "decay": decay,
+                                 "implementation": "independent re-implementation in make_golden.py"}}
+    broken = []
+    for eps in det_eps:
+        alpha = eps / steps
+        xa, mom = x.clone(), torch.zeros_like(x)
+        any_hit = torch.zeros_like(correct)
+        for _ in range(steps):
+            g = grad_ce(xa)
+            mom = decay * mom + g / (rows_norm(g, 1) + 1e-12)
+            xa = project(x, xa + alpha * mom / (rows_norm(mom, 2) + 1e-12), eps)
+            any_hit = any_hit | fooled(xa)
+        last = fooled(xa)
+        broken.append(any_hit)
+        out["mi-fgsm"][str(eps)] = {"robust_accuracy": (correct & ~any_hit).float().mean().item(),
+                                    "last_iterate": (correct & ~last).float().mean().item(),
+                                    "broken": indices(any_hit)}
+    for eps, a in zip(det_eps, nested(broken)):
+        out["mi-fgsm"][str(eps)]["nested"] = a
+
+    rand_eps = [1.0, 1.5]
+
+    class Recorder(nn.Module):
+        """The model, noting which samples any forward pass (each iterate) misclassifies."""
+
+        def __init__(self, inner):
+            super().__init__()
+            self.inner, self.hit = inner, None
+
+        def forward(self, v):
+            z = self.inner(v)
+            if self.hit is not None and v.shape[0] == n:
+                self.hit |= (z.argmax(1) != y) & correct
+            return z
+
+    # PGD: torchattacks PGDL2, several seeds.
+    seeds = list(range(8))
+    rec = Recorder(m).eval()
+    out["pgd"] = {"params": {"steps": 40, "alpha": "2.5*eps/40", "random_start": True, "seeds": seeds}}
+    last_runs, any_runs = {e: [] for e in rand_eps}, {e: [] for e in rand_eps}
+    for seed in seeds:
+        last_b, any_b = [], []
+        for eps in rand_eps:
+            torch.manual_seed(seed)
+            rec.hit = torch.zeros_like(correct)
+            adv = torchattacks.PGDL2(rec, eps=eps, alpha=2.5 * eps / 40, steps=40, random_start=True)(x, y)
+            b = fooled(adv)
+            last_b.append(b)
+            any_b.append(rec.hit | b)
+            rec.hit = None
+        for eps, lb, ab, la, aa in zip(rand_eps, last_b, any_b, nested(last_b), nested(any_b)):
+            last_runs[eps].append({"independent": (correct & ~lb).float().mean().item(), "nested": la})
+            any_runs[eps].append({"independent": (correct & ~ab).float().mean().item(), "nested": aa})
+    for eps in rand_eps:
+        out["pgd"][str(eps)] = {
+            "last_iterate": [r["independent"] for r in last_runs[eps]],
+            "last_iterate_mean": float(np.mean([r["independent"] for r in last_runs[eps]])),
+            "any_iterate_nested": [r["nested"] for r in any_runs[eps]],
+            "any_iterate_nested_mean": float(np.mean([r["nested"] for r in any_runs[eps]])),
+        }
+
+    # APGD-DLR: torchattacks APGD, several seeds.
+    seeds = list(range(4))
+    out["apgd-dlr"] = {"params": {"steps": 100, "restarts": 1, "loss": "dlr", "seeds": seeds}}
+    runs = {e: [] for e in rand_eps}
+    nested_runs = {e: [] for e in rand_eps}
+    for seed in seeds:
+        bs = []
+        for eps in rand_eps:
+            adv = torchattacks.APGD(m, norm="L2", eps=eps, steps=100, n_restarts=1, loss="dlr", seed=seed)(x, y)
+            b = fooled(adv)
+            bs.append(b)
+            runs[eps].append((correct & ~b).float().mean().item())
+        for eps, a in zip(rand_eps, nested(bs)):
+            nested_runs[eps].append(a)
+    for eps in rand_eps:
+        out["apgd-dlr"][str(eps)] = {"runs": runs[eps], "mean": float(np.mean(runs[eps])),
+                                     "nested": nested_runs[eps], "nested_mean": float(np.mean(nested_runs[eps]))}
+    with open(os.path.join(HERE, "mnist_l2_references.json"), "w") as f:
+        json.dump(out, f, indent=1)
+        f.write("\n")
+
+
 if __name__ == "__main__":
     torch.set_num_threads(2)
+    if sys.argv[1:] == ["l2"]:
+        l2_reference()
+        sys.exit(0)
     if sys.argv[1:] == ["square"]:
         square_reference()
         sys.exit(0)
@@ -322,3 +485,4 @@ if __name__ == "__main__":
     mifgsm_reference()
     apgd_l2_reference()
     square_reference()
+    l2_reference()
