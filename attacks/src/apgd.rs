@@ -135,7 +135,7 @@ impl Attack for Apgd {
             let sub = AttackBatch { x0: &x0, goal: &goal, ids: &ids, ..*batch };
             self.single_run(model, &sub, &todo, loss, round, threat, &mut found, &mut cost)?;
         }
-        found.output(cost)
+        AttackOutput::from_found(found, cost)
     }
 }
 

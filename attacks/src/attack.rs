@@ -5,6 +5,7 @@ use std::fmt::Debug;
 use candle_core::Tensor;
 use gauntlet_models::{Classifier, Goal};
 
+use crate::rows::Found;
 use crate::threat::{NoiseKey, ThreatModel};
 use crate::Result;
 
@@ -86,6 +87,13 @@ impl AttackKind {
 
     pub fn minimal_norm(self) -> bool {
         self == AttackKind::MinimalNorm
+    }
+}
+
+impl AttackOutput {
+    /// The answers an attack has found, with the work it spent.
+    pub(crate) fn from_found(found: Found, cost: Cost) -> Result<AttackOutput> {
+        Ok(AttackOutput { x_adv: found.out.into_tensor()?, steps: found.steps, reached: found.reached, cost })
     }
 }
 

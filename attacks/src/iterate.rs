@@ -90,6 +90,6 @@ impl Steps {
             let d = direction(grad, narrowed.then_some(&keep[..]))?;
             x = threat.project(&x0, &(&x + threat.ascent(&d, alpha)?)?)?;
         }
-        found.output(cost)
+        AttackOutput::from_found(found, cost)
     }
 }

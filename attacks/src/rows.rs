@@ -4,7 +4,6 @@
 use candle_core::{DType, Device, Shape, Tensor};
 use gauntlet_models::{predictions, Goal};
 
-use crate::attack::{AttackOutput, Cost};
 use crate::Result;
 
 /// (N, 1, …, 1) for a per-row value broadcast over `t` (N rows).
@@ -116,9 +115,5 @@ impl Found {
             }
         }
         Ok((0..sample.len()).filter(|&j| !self.reached[sample[j]]).collect())
-    }
-
-    pub(crate) fn output(self, cost: Cost) -> Result<AttackOutput> {
-        Ok(AttackOutput { x_adv: self.out.into_tensor()?, steps: self.steps, reached: self.reached, cost })
     }
 }

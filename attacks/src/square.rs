@@ -533,7 +533,7 @@ impl Attack for Square {
                 spent[i] += row.queries;
             }
         }
-        found.output(cost)
+        AttackOutput::from_found(found, cost)
     }
 }
 
