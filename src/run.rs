@@ -184,6 +184,14 @@ impl RunConfig {
                 });
             }
         }
+        let bounds = model.bounds();
+        let range = f64::from(bounds.hi - bounds.lo);
+        if let Some(e) = self.eps.iter().find(|&&e| self.norm == Norm::Linf && e > range * (1.0 + 1e-9)) {
+            return Err(Error::Config(format!(
+                "--eps {e}: an L∞ budget above the pixel range {range} of [{}, {}] allows any image; use ε ≤ {range}",
+                bounds.lo, bounds.hi
+            )));
+        }
         if self.model.is_some() && self.dataset.is_none() {
             return Err(Error::Config(
                 "--dataset is required with --model (the shipped data fits only the shipped model)".into(),
@@ -215,7 +223,6 @@ impl RunConfig {
         } else {
             Vec::new()
         };
-        let bounds = model.bounds();
         let meta = Meta {
             model: ModelInfo {
                 source: model_source,

@@ -116,13 +116,24 @@ fn gunzip_if_needed(bytes: &[u8], path: &Path) -> Result<Vec<u8>> {
     if bytes.starts_with(&[0x1f, 0x8b]) {
         let mut out = Vec::new();
         flate2::read::GzDecoder::new(bytes)
+            .take(MAX_BYTES + 1)
             .read_to_end(&mut out)
             .map_err(|e| DatasetError::Format { path: path.into(), message: format!("corrupt gzip data ({e})") })?;
+        if out.len() as u64 > MAX_BYTES {
+            return Err(DatasetError::Format {
+                path: path.into(),
+                message: format!("the gzip data unpacks to more than the limit of {MAX_BYTES} bytes"),
+            });
+        }
         Ok(out)
     } else {
         Ok(bytes.to_vec())
     }
 }
+
+/// The most bytes an IDX file may hold once unpacked (4 GiB); a header or gzip stream that claims
+/// more is refused before it is allocated.
+pub const MAX_BYTES: u64 = 4 << 30;
 
 /// Parses an unsigned-byte IDX file: returns its dimensions and payload.
 fn parse<'a>(bytes: &'a [u8], path: &Path) -> Result<(Vec<usize>, &'a [u8])> {
@@ -140,9 +151,12 @@ fn parse<'a>(bytes: &'a [u8], path: &Path) -> Result<(Vec<usize>, &'a [u8])> {
     }
     let dims: Vec<usize> =
         (0..nd).map(|i| u32::from_be_bytes(bytes[4 + 4 * i..8 + 4 * i].try_into().unwrap()) as usize).collect();
-    let expected: usize = dims.iter().product();
+    let expected =
+        dims.iter().try_fold(1u64, |acc, &d| acc.checked_mul(d as u64).filter(|&t| t <= MAX_BYTES)).ok_or_else(
+            || fmt(format!("the header's dimensions {dims:?} claim more than the limit of {MAX_BYTES} bytes")),
+        )?;
     let payload = &bytes[header..];
-    if payload.len() != expected {
+    if payload.len() as u64 != expected {
         return Err(fmt(format!(
             "the header promises {expected} bytes of data for dimensions {dims:?}, the file has {}",
             payload.len()

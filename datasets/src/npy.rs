@@ -2,28 +2,21 @@
 //! beside it: `…images….npy` → `…labels….npy`). Images N×C×H×W or N×H×W×C (or N×H×W), uint8
 //! (scaled by 1/255) or float in [0, 1]; labels any integer type.
 
-use std::io::Cursor;
+use std::io::{Cursor, Read};
 use std::path::{Path, PathBuf};
 
-use ndarray::{ArrayD, IxDyn};
-use ndarray_npy::{NpzReader, ReadNpyExt, ReadableElement};
+use ndarray::ArrayD;
+use ndarray_npy::{ReadNpyExt, ReadableElement};
 
 use crate::{layout, to_chw, DataLayout, DatasetError, ImageSet, Result};
 
 /// Where one array lives: a member of an .npz archive, or a whole .npy file.
-enum Source<'a> {
-    Npz(&'a [u8], &'static str),
-    Npy(&'a [u8]),
-}
+/// One `.npy` array in memory, its header checked against its size.
+struct Source<'a>(&'a [u8]);
 
 impl Source<'_> {
     fn read<T: ReadableElement>(&self) -> std::result::Result<ArrayD<T>, String> {
-        match self {
-            Source::Npz(bytes, name) => NpzReader::new(Cursor::new(*bytes))
-                .and_then(|mut z| z.by_name::<ndarray::OwnedRepr<T>, IxDyn>(name))
-                .map_err(|e| e.to_string()),
-            Source::Npy(bytes) => ArrayD::<T>::read_npy(Cursor::new(*bytes)).map_err(|e| e.to_string()),
-        }
+        ArrayD::<T>::read_npy(Cursor::new(self.0)).map_err(|e| e.to_string())
     }
 
     /// Images as floats plus dims: uint8 is scaled by 1/255, floats are taken as they are.
@@ -65,25 +58,72 @@ impl Source<'_> {
 
 /// Opens an `.npz` archive with arrays `images` and `labels`; 4-D images are read as `layout` says.
 pub fn open_npz(path: &Path, layout: DataLayout) -> Result<ImageSet> {
-    let bytes = std::fs::read(path).map_err(|e| DatasetError::Io { path: path.into(), message: e.to_string() })?;
     let fmt = |message: String| DatasetError::Format { path: path.into(), message };
-    let names = NpzReader::new(Cursor::new(&bytes))
-        .and_then(|mut z| z.names())
+    let file = std::fs::File::open(path).map_err(|e| DatasetError::Io { path: path.into(), message: e.to_string() })?;
+    let mut zip = zip::ZipArchive::new(std::io::BufReader::new(file))
         .map_err(|e| fmt(format!("not a readable .npz archive ({e})")))?;
-    for want in ["images", "labels"] {
+    let names: Vec<String> = zip.file_names().map(|n| n.trim_end_matches(".npy").to_string()).collect();
+    let mut entry = |want: &str| -> Result<Vec<u8>> {
         if !names.iter().any(|n| n == want) {
             return Err(fmt(format!(
                 "the archive has no `{want}` array (it has: {}); save with np.savez(path, images=..., labels=...)",
                 names.join(", ")
             )));
         }
-    }
-    let images = Source::Npz(&bytes, "images").images(path)?;
-    let labels = Source::Npz(&bytes, "labels").labels(path)?;
+        let f = zip.by_name(&format!("{want}.npy")).map_err(|e| fmt(format!("`{want}`: {e}")))?;
+        if f.size() > MAX_ARRAY_BYTES {
+            return Err(fmt(format!("`{want}` claims {} bytes, more than the limit of {MAX_ARRAY_BYTES}", f.size())));
+        }
+        let mut bytes = Vec::new();
+        f.take(MAX_ARRAY_BYTES + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|e| fmt(format!("`{want}` cannot be read from the archive ({e})")))?;
+        check_header(&bytes).map_err(|m| fmt(format!("`{want}`: {m}")))?;
+        Ok(bytes)
+    };
+    let (img, lab) = (entry("images")?, entry("labels")?);
+    let images = Source(&img).images(path)?;
+    let labels = Source(&lab).labels(path)?;
     assemble(path, images, labels, layout)
 }
 
-/// The labels file beside an images `.npy` file: the first `images` in the name becomes `labels`.
+/// The most bytes one array may hold (4 GiB): an archive entry or a header that claims more is
+/// refused before anything is allocated.
+pub const MAX_ARRAY_BYTES: u64 = 4 << 30;
+
+/// Checks a `.npy` header's shape and element size against the bytes that follow it.
+fn check_header(bytes: &[u8]) -> std::result::Result<(), String> {
+    if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
+        return Err("not a .npy array (bad magic string)".into());
+    }
+    let (len, start): (usize, usize) = match bytes[6] {
+        1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
+        2 | 3 if bytes.len() >= 12 => (u32::from_le_bytes(bytes[8..12].try_into().unwrap()) as usize, 12),
+        v => return Err(format!(".npy format version {v} is not supported")),
+    };
+    let header = bytes.get(start..start.saturating_add(len)).ok_or("truncated .npy header")?;
+    let header = String::from_utf8_lossy(header);
+    let field =
+        |key: &str| header.split(key).nth(1).map(|rest| rest.trim_start_matches([':', ' ', '\'', '"']).to_string());
+    let descr = field("descr").ok_or("the .npy header has no descr")?;
+    let item: u64 = descr.chars().skip(1).take_while(char::is_ascii_digit).collect::<String>().parse().unwrap_or(1);
+    let shape = field("shape").ok_or("the .npy header has no shape")?;
+    let shape = shape.trim_start_matches('(');
+    let shape = &shape[..shape.find(')').ok_or("the .npy header's shape is not closed")?];
+    let mut total = item;
+    for d in shape.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+        let d: u64 = d.parse().map_err(|_| format!("the .npy shape ({shape}) is not a list of sizes"))?;
+        total = total.checked_mul(d).filter(|&t| t <= MAX_ARRAY_BYTES).ok_or_else(|| {
+            format!("the .npy header's shape ({shape}) claims more than the limit of {MAX_ARRAY_BYTES} bytes")
+        })?;
+    }
+    let have = (bytes.len() - (start + len)) as u64;
+    if have < total {
+        return Err(format!("the header promises {total} bytes of data for shape ({shape}), the file holds {have}"));
+    }
+    Ok(())
+}
+
 pub fn labels_path(path: &Path) -> Result<PathBuf> {
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     if !name.contains("images") {
@@ -105,8 +145,10 @@ pub fn open_npy(path: &Path, layout: DataLayout) -> Result<ImageSet> {
         path: labels_path.clone(),
         message: format!("cannot read the labels beside the images ({e})"),
     })?;
-    let images = Source::Npy(&img).images(path)?;
-    let labels = Source::Npy(&lab).labels(&labels_path)?;
+    check_header(&img).map_err(|message| DatasetError::Format { path: path.into(), message })?;
+    check_header(&lab).map_err(|message| DatasetError::Format { path: labels_path.clone(), message })?;
+    let images = Source(&img).images(path)?;
+    let labels = Source(&lab).labels(&labels_path)?;
     assemble(path, images, labels, layout)
 }
 

@@ -514,3 +514,19 @@ fn shipped_cifar10_sample() {
     // The CIFAR-10 test set begins cat, ship, ship, airplane, frog, frog, automobile, frog.
     assert_eq!(&by_index[..8], &[3, 8, 8, 0, 6, 6, 1, 6]);
 }
+
+/// Archives written by numpy itself (`tests/golden/npz/make_npz.py`), stored and deflated (what
+/// `np.savez_compressed` writes), hold exactly the first 8 shipped MNIST test images.
+#[test]
+fn numpy_archives_stored_and_compressed() {
+    let shipped = samples::mnist_test_1k().unwrap();
+    for name in ["mnist8.npz", "mnist8_compressed.npz"] {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/golden/npz").join(name);
+        let set = open(&path).unwrap();
+        assert_eq!(set.labels, shipped.labels[..8], "{name}");
+        assert_eq!(set.shape, [1, 28, 28], "{name}");
+        for i in 0..8 {
+            assert_eq!(set.image(i), shipped.image(i), "{name}: image {i}");
+        }
+    }
+}

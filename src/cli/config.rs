@@ -111,7 +111,7 @@ impl EvalOpts {
             attacks,
             cascade: self.protocol.map_or(cascade, |p| p == Protocol::Cascade),
             norm,
-            eps: normalize_eps(&eps)?,
+            eps: normalize_eps(&eps).context("--eps")?,
             target,
             seed: self.seed,
             batch_size: self.batch_size,
