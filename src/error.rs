@@ -15,6 +15,10 @@ pub enum Error {
     #[error("{path}: {message}")]
     Output { path: String, message: String },
 
+    /// The model's clean logits are NaN or infinite: no robustness figure would mean anything.
+    #[error("the model outputs NaN or infinite logits (sample {sample}, clean input); fix the model or its export")]
+    NonFiniteOutput { sample: usize },
+
     /// An attack broke the contract of `Attack::run` (a bug in the attack, not bad input).
     #[error("attack `{attack}` broke its contract: {message}")]
     AttackContract { attack: String, message: String },

@@ -216,7 +216,12 @@ impl RunConfig {
             targets,
             cascade: self.cascade,
         };
-        let ev = evaluate_keeping(&model, &data, &cfg, progress, self.keep)?;
+        let ev = evaluate_keeping(&model, &data, &cfg, progress, self.keep).map_err(|e| match e {
+            Error::NonFiniteOutput { .. } => {
+                Error::Input { path: config["model"].as_str().unwrap_or("model").into(), message: e.to_string() }
+            }
+            e => e,
+        })?;
         let checks = if self.checks {
             progress.stage("running integrity checks");
             checks::run(&model, &data, &cfg, &ev, &Registry::default(), self.check_samples)?

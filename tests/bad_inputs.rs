@@ -323,6 +323,21 @@ fn cases(d: &Path) -> Vec<Case> {
             needles: vec![s("missing.onnx"), s("nothing")],
         },
         Case {
+            name: "an onnx model whose logits are infinite",
+            args: model(onnx(
+                &d.join("infinite.onnx"),
+                ModelBuilder::new(17)
+                    .input("x", data_type::FLOAT, &[1, 1, 28, 28])
+                    .initializer(tensor_f32("w", &[784, 10], vec![1.0; 7840]))
+                    .initializer(tensor_f32("zero", &[10], vec![0.0; 10]))
+                    .node("Flatten", &["x"], &["f"], vec![])
+                    .node("MatMul", &["f", "w"], &["z"], vec![])
+                    .node("Div", &["z", "zero"], &["y"], vec![])
+                    .output("y"),
+            )),
+            needles: vec![s("infinite.onnx"), s("NaN or infinite")],
+        },
+        Case {
             name: "a spec whose weights file is missing",
             args: model({
                 let dd = d.join("noweights");

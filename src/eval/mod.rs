@@ -246,9 +246,13 @@ pub(crate) fn sweep(
     for chunk in all.chunks(batch) {
         let x = batch_tensor(data, chunk, &device)?;
         let logits = model.logits(&x)?;
+        let rows = logits.to_device(&Device::Cpu)?.to_dtype(DType::F32)?.to_vec2::<f32>()?;
+        if let Some(j) = rows.iter().position(|r| r.iter().any(|v| !v.is_finite())) {
+            return Err(Error::NonFiniteOutput { sample: chunk[j] });
+        }
         clean_pred.extend(predictions(&logits)?);
         if keep_logits {
-            clean_logits.extend(logits.to_device(&Device::Cpu)?.to_dtype(DType::F32)?.to_vec2::<f32>()?);
+            clean_logits.extend(rows);
         }
         progress.advance(chunk.len() as u64, "clean");
     }
