@@ -14,11 +14,13 @@ pub mod npy;
 mod options;
 pub mod safetensors_set;
 pub mod samples;
+mod source;
 
 use std::path::{Path, PathBuf};
 
 pub use error::{DatasetError, Result};
 pub use options::{center_crop_chw, parse_crop, resize_chw, CifarKind, DataLayout, OpenOptions, Resize, RESIZE_FILTER};
+pub use source::{open_source, Limited, Source, SCAN_BLOCK};
 
 /// One labelled image: (C, H, W) values in [0, 1].
 #[derive(Debug, Clone, PartialEq)]
@@ -95,6 +97,12 @@ impl ImageSet {
 
     /// Checks the data against what a model expects: image shape, label range, values in [0, 1].
     pub fn validate(&self, shape: [usize; 3], classes: usize) -> Result<()> {
+        self.validate_labels(shape, classes)?;
+        self.validate_pixels(0)
+    }
+
+    /// The checks of [`ImageSet::validate`] that need no pixels: not empty, image shape, label range.
+    pub fn validate_labels(&self, shape: [usize; 3], classes: usize) -> Result<()> {
         let bad = |message: String| Err(DatasetError::Invalid { path: self.source.clone().into(), message });
         if self.labels.is_empty() {
             return bad("the dataset is empty".into());
@@ -108,13 +116,20 @@ impl ImageSet {
         if let Some((i, &l)) = self.labels.iter().enumerate().find(|(_, &l)| l as usize >= classes) {
             return bad(format!("label {l} of sample {i} is out of range for a model with {classes} classes"));
         }
+        Ok(())
+    }
+
+    /// Every value finite and in [0, 1]; messages number samples from `first` (the index of this
+    /// set's first sample in the whole dataset).
+    pub fn validate_pixels(&self, first: usize) -> Result<()> {
+        let bad = |message: String| Err(DatasetError::Invalid { path: self.source.clone().into(), message });
         if let Some(pos) = self.images.iter().position(|v| !v.is_finite()) {
-            return bad(format!("sample {} holds a NaN or infinite value", pos / self.per_image()));
+            return bad(format!("sample {} holds a NaN or infinite value", first + pos / self.per_image()));
         }
         if let Some(pos) = self.images.iter().position(|&v| !(0.0..=1.0).contains(&v)) {
             return bad(format!(
                 "sample {} has value {} outside [0, 1]; images must be in pixel space [0, 1] (normalization belongs in the model spec's mean/std)",
-                pos / self.per_image(),
+                first + pos / self.per_image(),
                 self.images[pos]
             ));
         }
