@@ -19,6 +19,11 @@ pub enum Error {
     #[error("the model outputs NaN or infinite logits (sample {sample}, clean input); fix the model or its export")]
     NonFiniteOutput { sample: usize },
 
+    /// The user stopped the run (Ctrl-C, SIGTERM): `done` of `total` samples were finished, and
+    /// kept when a checkpoint folder is named.
+    #[error("interrupted: {done} of {total} samples evaluated{}", match checkpoint { Some(c) => format!(", kept in {c}"), None => String::new() })]
+    Interrupted { done: usize, total: usize, checkpoint: Option<String> },
+
     /// An attack broke the contract of `Attack::run` (a bug in the attack, not bad input).
     #[error("attack `{attack}` broke its contract: {message}")]
     AttackContract { attack: String, message: String },

@@ -58,7 +58,7 @@ fn run() -> &'static Run {
         ];
         let gate = Gate::parse("[[rule]]\nmetric = \"clean_accuracy\"\nmin = 0.5\n\n[[rule]]\nmetric = \"robust_accuracy\"\nattack = \"pgd\"\nnorm = \"linf\"\neps = 0.2\nmin = 0.99\n").unwrap();
         report.gate = Some(gate.evaluate("gate.toml", &report, None));
-        let examples = ev.adversarial_examples(&data);
+        let examples = ev.adversarial_examples(&data).unwrap();
         Run { records: ev.sample_records(), examples, report }
     })
 }

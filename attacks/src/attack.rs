@@ -38,7 +38,7 @@ impl AttackBatch<'_> {
 }
 
 /// Work done, counted in single-sample passes.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Cost {
     /// Forward-only passes.
     pub forwards: u64,

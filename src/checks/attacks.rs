@@ -195,16 +195,18 @@ pub(super) fn gradient_free_vs_gradient(ctx: &Ctx<'_>) -> Result<Check> {
 fn noise_breaks(ctx: &Ctx<'_>, idx: &[usize], eps: f64) -> Result<usize> {
     use rand::Rng;
     let threat = ThreatModel::new(ctx.ev.norm, eps, ctx.model.bounds())?;
-    let per = ctx.data.per_image();
-    let [c, h, w] = ctx.data.shape;
+    let data = ctx.data.select(idx)?;
+    let per = data.per_image();
+    let [c, h, w] = data.shape;
     let mut broken = vec![false; idx.len()];
     for d in 0..rules::NOISE_DRAWS {
         for (chunk_no, chunk) in idx.chunks(ctx.cfg.batch_size.max(1)).enumerate() {
             let mut v = Vec::with_capacity(chunk.len() * per);
-            for &i in chunk {
+            let offset = chunk_no * ctx.cfg.batch_size.max(1);
+            for (j, &i) in chunk.iter().enumerate() {
                 let key = gauntlet_attacks::NoiseKey { seed: ctx.cfg.seed, stream: u64::MAX - 1, restart: d as u64 };
                 let mut rng = key.rng(i as u64);
-                let x0 = ctx.data.image(i);
+                let x0 = data.image(offset + j);
                 let mut row: Vec<f32> = match threat.norm {
                     Norm::Linf => {
                         x0.iter().map(|&x| x + if rng.random::<bool>() { eps as f32 } else { -eps as f32 }).collect()
@@ -220,9 +222,8 @@ fn noise_breaks(ctx: &Ctx<'_>, idx: &[usize], eps: f64) -> Result<usize> {
             }
             let x = Tensor::from_vec(v, (chunk.len(), c, h, w), &Device::Cpu)?.to_device(ctx.model.device())?;
             let preds = predictions(&ctx.model.logits(&x)?)?;
-            let offset = chunk_no * ctx.cfg.batch_size.max(1);
-            for (j, &i) in chunk.iter().enumerate() {
-                if preds[j] != ctx.data.labels[i] {
+            for (j, &label) in data.labels[offset..offset + chunk.len()].iter().enumerate() {
+                if preds[j] != label {
                     broken[offset + j] = true;
                 }
             }

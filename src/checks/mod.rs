@@ -9,7 +9,7 @@
 
 use candle_core::{DType, Device};
 use gauntlet_attacks::{Attack, AttackKind, Norm, Registry};
-use gauntlet_datasets::ImageSet;
+use gauntlet_datasets::Source;
 use gauntlet_models::Classifier;
 
 use crate::eval::{self, batch_tensor, EvalConfig, Evaluation, Silent, TargetMode};
@@ -57,7 +57,7 @@ pub mod rules {
 /// Runs every check. `samples` bounds the subset the extra attacks run on.
 pub fn run(
     model: &dyn Classifier,
-    data: &ImageSet,
+    data: &dyn Source,
     cfg: &EvalConfig,
     ev: &Evaluation,
     registry: &Registry,
@@ -80,7 +80,7 @@ pub fn run(
 
 struct Ctx<'a> {
     model: &'a dyn Classifier,
-    data: &'a ImageSet,
+    data: &'a dyn Source,
     cfg: &'a EvalConfig,
     ev: &'a Evaluation,
     registry: &'a Registry,
@@ -103,7 +103,7 @@ impl Ctx<'_> {
             targets,
             cascade: false,
         };
-        eval::sweep(self.model, &self.data.select(idx), attacks, &cfg, &Silent, 0)
+        eval::sweep(self.model, &self.data.select(idx)?, 0, attacks, &cfg, &Silent, 0)
     }
 
     /// The gradient attacks of the main evaluation, in its order, whose kind is `kind`.
@@ -136,7 +136,8 @@ fn check(name: &str, status: Status, detail: String) -> Check {
 fn logits_rows(ctx: &Ctx<'_>, idx: &[usize]) -> Result<Vec<Vec<f32>>> {
     let mut rows = Vec::with_capacity(idx.len());
     for chunk in idx.chunks(ctx.cfg.batch_size.max(1)) {
-        let x = batch_tensor(ctx.data, chunk, ctx.model.device())?;
+        let data = ctx.data.select(chunk)?;
+        let x = batch_tensor(&data, &(0..chunk.len()).collect::<Vec<_>>(), ctx.model.device())?;
         rows.extend(ctx.model.logits(&x)?.to_device(&Device::Cpu)?.to_dtype(DType::F32)?.to_vec2::<f32>()?);
     }
     Ok(rows)

@@ -63,8 +63,9 @@ pub(super) fn gradients(ctx: &Ctx<'_>, idx: &[usize]) -> Result<Check> {
         return Ok(check(NAME, Status::Pass, "no clean-correct samples to look at".into()));
     }
     let chunk = &idx[..idx.len().min(ctx.cfg.batch_size.max(1))];
-    let x = batch_tensor(ctx.data, chunk, ctx.model.device())?;
-    let goal = Goal::untargeted(chunk.iter().map(|&i| ctx.data.labels[i]).collect());
+    let data = ctx.data.select(chunk)?;
+    let x = batch_tensor(&data, &(0..chunk.len()).collect::<Vec<_>>(), ctx.model.device())?;
+    let goal = Goal::untargeted(data.labels.clone());
     type Rows = Vec<Vec<f32>>;
     let pass = |x: &Tensor| -> std::result::Result<(Rows, Rows), String> {
         let lg = ctx.model.loss_and_grad(x, &goal, Loss::CrossEntropy).map_err(|e| e.to_string())?;

@@ -121,6 +121,9 @@ impl EvalOpts {
             keep,
             model_options: LoadOptions { preprocess: self.preprocess()?, ..self.graph.load_options()? },
             data_options: self.data_options()?,
+            shard: None,
+            checkpoint: None,
+            resume: false,
         };
         config.check()?;
         Ok(config)

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand, ValueEnum};
 
 pub mod config;
+pub mod interrupt;
 pub mod progress;
 
 /// How the process ends (documented in the README and docs/GATE.md).
@@ -19,6 +20,9 @@ pub enum ExitStatus {
     Usage = 2,
     /// `--strict` and an integrity check failed: the numbers cannot be trusted.
     Unreliable = 3,
+    /// Stopped by Ctrl-C or SIGTERM (128 + SIGINT, as shells report it); finished work is kept
+    /// when the run has a report folder.
+    Interrupted = 130,
 }
 
 impl ExitStatus {
@@ -64,6 +68,8 @@ pub enum Command {
     Bench(BenchArgs),
     /// Check that a report speaks for these model and dataset files (SHA-256); exit 1 if not.
     Verify(VerifyArgs),
+    /// Join the report folders of a sharded run (`run --shard I/N`) into the report one run gives.
+    Merge(MergeArgs),
     /// What changed between two reports: accuracies, checks, gate rules, provenance.
     Diff(DiffArgs),
     /// Describe a model: inputs, outputs, operators, parameters, opset, and whether the input
@@ -174,6 +180,56 @@ pub struct RunArgs {
     /// Exit 0 even when a gate rule or (with --strict) an integrity check fails; input errors still exit 2.
     #[arg(long)]
     pub exit_zero: bool,
+    /// Continue the run checkpointed in --report-dir (after a crash, `kill`, Ctrl-C or a
+    /// preempted job); starts afresh when there is no checkpoint, so it is safe to pass always.
+    #[arg(long, requires = "report_dir")]
+    pub resume: bool,
+    /// Evaluate only shard I of N: the samples [I·n/N, (I+1)·n/N); `gauntlet merge` joins the
+    /// shards' report folders. A `{shard}` in --report-dir is replaced by I.
+    #[arg(long, value_name = "I/N", requires = "report_dir")]
+    pub shard: Option<String>,
+    /// Shard count N, with the index I from JOB_COMPLETION_INDEX (Kubernetes Indexed Job) or
+    /// SLURM_ARRAY_TASK_ID (Slurm array); the environment variable GAUNTLET_SHARDS works too.
+    #[arg(long, value_name = "N", conflicts_with = "shard")]
+    pub shards: Option<usize>,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct MergeArgs {
+    /// The shards' report folders (written by `gauntlet run --shard I/N --report-dir DIR`), in
+    /// any order; every shard of the run exactly once.
+    #[arg(required = true, value_name = "SHARD_DIR")]
+    pub shards: Vec<PathBuf>,
+    /// Where to write the merged report folder.
+    #[arg(long, value_name = "DIR")]
+    pub report_dir: PathBuf,
+    /// The model, where it is now, if not at the path the shards recorded.
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// The dataset, where it is now, if not at the path the shards recorded.
+    #[arg(long)]
+    pub dataset: Option<PathBuf>,
+    /// What to print on stdout.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+    /// Release gate, as for `run`.
+    #[arg(long, value_name = "FILE")]
+    pub gate: Option<PathBuf>,
+    /// An earlier report.json for the gate's regression rules.
+    #[arg(long, value_name = "REPORT", requires = "gate")]
+    pub baseline: Option<PathBuf>,
+    /// Exit 0 even when a gate rule or (with --strict) an integrity check fails.
+    #[arg(long)]
+    pub exit_zero: bool,
+    /// Exit with status 3 when an integrity check fails.
+    #[arg(long)]
+    pub strict: bool,
+    /// No progress bar.
+    #[arg(long, short)]
+    pub quiet: bool,
+    /// Worker threads for the integrity checks (default: physical cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
 }
 
 /// Settings shared by `run` and `bench`.

@@ -45,4 +45,7 @@ impl Progress for Bar {
             eprintln!("{what}…");
         }
     }
+    fn cancelled(&self) -> bool {
+        super::interrupt::requested()
+    }
 }

@@ -89,7 +89,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<ExitStatus> {
     for (c, label) in configs.into_iter().zip(&labels) {
         let bar = Bar::new(args.eval.quiet);
         bar.stage(&format!("evaluating {label}"));
-        let out = c.evaluate(&bar)?;
+        let mut out = c.evaluate(&bar)?;
         for note in &out.notes {
             eprintln!("note: {note}");
         }

@@ -16,6 +16,8 @@
 
 use std::time::Instant;
 
+use serde::{Deserialize, Serialize};
+
 use candle_core::{DType, Device, Tensor};
 use gauntlet_attacks::{Attack, AttackBatch, Cost, Norm, ThreatModel};
 use gauntlet_datasets::ImageSet;
@@ -23,6 +25,7 @@ use gauntlet_models::{predictions, Bounds, Classifier, Goal};
 
 use crate::{Error, Result};
 
+mod merge;
 mod records;
 mod summary;
 mod targets;
@@ -53,6 +56,11 @@ pub trait Progress {
     fn finish(&self) {}
     /// A stage of the run begins (`running integrity checks`, `evaluating model-b`).
     fn stage(&self, _what: &str) {}
+    /// Whether the user asked the run to stop; the evaluator then ends with
+    /// [`Error::Interrupted`] before its next batch.
+    fn cancelled(&self) -> bool {
+        false
+    }
 }
 
 /// Progress that goes nowhere.
@@ -60,7 +68,7 @@ pub struct Silent;
 impl Progress for Silent {}
 
 /// How a sample was first broken by one attack.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Broken {
     /// Index into the sorted ε list of the smallest budget at which it broke.
     pub eps_index: usize,
@@ -74,7 +82,7 @@ pub struct Broken {
 }
 
 /// Per attack × ε bookkeeping.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct CellStats {
     /// Samples handed to the attack at this ε.
     pub attacked: usize,
@@ -91,7 +99,7 @@ pub struct CellStats {
 }
 
 /// Per-attack results.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AttackRecord {
     pub name: String,
     pub params: String,
@@ -104,9 +112,19 @@ pub struct AttackRecord {
     /// For a minimal-norm attack, per sample: the smallest successful perturbation's size in the
     /// threat model's norm (0 for clean-misclassified samples, `None` where none was found).
     pub radius: Option<Vec<Option<f64>>>,
-    /// Verified adversarial inputs kept for reports (see [`evaluate_keeping`]): sample index and
-    /// pixels, in sample order.
-    pub examples: Vec<(usize, Vec<f32>)>,
+    /// Verified adversarial inputs kept for reports (see [`evaluate_keeping`]), in sample order.
+    pub examples: Vec<Kept>,
+}
+
+/// One verified adversarial input kept for the reports.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Kept {
+    /// The sample, as an index into the evaluation's per-sample vectors.
+    pub sample: usize,
+    /// When it was first found: ε index and target round. The first `keep` found in this order
+    /// (then by sample) are kept, so that an evaluation split into parts keeps the same ones.
+    pub found: [usize; 2],
+    pub pixels: Vec<f32>,
 }
 
 impl AttackRecord {
@@ -117,8 +135,12 @@ impl AttackRecord {
 }
 
 /// Everything the evaluation measured; reports are derived from this.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Evaluation {
+    /// The position of the first sample in the whole dataset (non-zero for a part of a run: a
+    /// checkpointed batch or a shard); per-sample vectors start there.
+    #[serde(default)]
+    pub first: usize,
     pub norm: Norm,
     pub eps: Vec<f64>,
     pub labels: Vec<u32>,
@@ -209,13 +231,36 @@ pub fn evaluate_keeping(
     keep: usize,
 ) -> Result<Evaluation> {
     let attacks: Vec<&dyn Attack> = cfg.attacks.iter().map(|a| a.as_ref()).collect();
-    sweep(model, data, &attacks, cfg, progress, keep)
+    progress.start(work(data.labels.len(), &attacks, cfg)?);
+    let ev = sweep(model, data, 0, &attacks, cfg, progress, keep)?;
+    progress.finish();
+    Ok(ev)
 }
 
-/// The evaluation of `attacks` (in place of `cfg.attacks`) with the rest of `cfg`.
+/// The progress units of an evaluation of `n` samples: one per sample for the clean pass and
+/// one per sample, attack, ε and target round.
+pub fn work(n: usize, attacks: &[&dyn Attack], cfg: &EvalConfig) -> Result<u64> {
+    let eps = normalize_eps(&cfg.eps)?;
+    let cells = attacks.iter().map(|a| if a.minimal_norm() { 1 } else { eps.len() }).sum::<usize>();
+    Ok(n as u64 * (1 + (cells * rounds_guess(cfg)) as u64))
+}
+
+/// Target rounds per sample as known before the clean pass (the progress bar's estimate).
+fn rounds_guess(cfg: &EvalConfig) -> usize {
+    match &cfg.targets {
+        Some(TargetMode::Top(k)) => *k,
+        _ => 1,
+    }
+}
+
+/// The evaluation of `attacks` (in place of `cfg.attacks`) with the rest of `cfg`, on `data`,
+/// whose first sample is sample `first` of the whole dataset: random streams and given targets
+/// are those of the whole dataset's samples, so that any split of a dataset into parts gives each
+/// sample the result it gets in one evaluation. Reports progress but neither starts nor finishes it.
 pub(crate) fn sweep(
     model: &dyn Classifier,
     data: &ImageSet,
+    first: usize,
     attacks: &[&dyn Attack],
     cfg: &EvalConfig,
     progress: &dyn Progress,
@@ -227,7 +272,7 @@ pub(crate) fn sweep(
     let batch = cfg.batch_size.max(1);
     let classes = model.num_classes();
     if let Some(mode) = &cfg.targets {
-        mode.check(n, classes)?;
+        mode.check(first + n, classes)?;
     }
     let device = model.device().clone();
 
@@ -237,18 +282,17 @@ pub(crate) fn sweep(
     let mut clean_pred = Vec::with_capacity(n);
     let mut clean_logits: Vec<Vec<f32>> = Vec::new();
     let keep_logits = matches!(cfg.targets, Some(TargetMode::LeastLikely | TargetMode::Top(_)));
-    let rounds_guess = match &cfg.targets {
-        Some(TargetMode::Top(k)) => *k,
-        _ => 1,
-    };
+    let rounds_guess = rounds_guess(cfg);
     let cells_guess = attacks.iter().map(|a| if a.minimal_norm() { 1 } else { eps.len() }).sum::<usize>();
-    progress.start(n as u64 * (1 + (cells_guess * rounds_guess) as u64));
     for chunk in all.chunks(batch) {
+        if progress.cancelled() {
+            return Err(Error::Interrupted { done: 0, total: 0, checkpoint: None });
+        }
         let x = batch_tensor(data, chunk, &device)?;
         let logits = model.logits(&x)?;
         let rows = logits.to_device(&Device::Cpu)?.to_dtype(DType::F32)?.to_vec2::<f32>()?;
         if let Some(j) = rows.iter().position(|r| r.iter().any(|v| !v.is_finite())) {
-            return Err(Error::NonFiniteOutput { sample: chunk[j] });
+            return Err(Error::NonFiniteOutput { sample: first + chunk[j] });
         }
         clean_pred.extend(predictions(&logits)?);
         if keep_logits {
@@ -258,7 +302,7 @@ pub(crate) fn sweep(
     }
     let clean_seconds = clean_start.elapsed().as_secs_f64();
     let correct: Vec<usize> = (0..n).filter(|&i| clean_pred[i] == data.labels[i]).collect();
-    let targets = cfg.targets.as_ref().map(|m| m.resolve(&data.labels, &clean_logits, classes, cfg.seed));
+    let targets = cfg.targets.as_ref().map(|m| m.resolve(&data.labels, first, &clean_logits, classes, cfg.seed));
     let rounds = targets.as_ref().map_or(1, |t| t.iter().map(Vec::len).max().unwrap_or(0));
     // Progress was sized for all samples; only the clean-correct ones are attacked.
     progress.advance(((n - correct.len()) * cells_guess * rounds_guess) as u64, "clean");
@@ -266,7 +310,7 @@ pub(crate) fn sweep(
     let mut records: Vec<AttackRecord> = Vec::with_capacity(attacks.len());
     for (a, &attack) in attacks.iter().enumerate() {
         let mut broken: Vec<Option<Broken>> = vec![None; n];
-        let mut examples: Vec<(usize, Vec<f32>)> = Vec::new();
+        let mut examples: Vec<Kept> = Vec::new();
         let mut cells = vec![CellStats::default(); eps.len()];
         let minimal = attack.minimal_norm();
         let mut radius: Vec<Option<f64>> = (0..n).map(|i| (!correct.contains(&i)).then_some(0.0)).collect();
@@ -291,12 +335,15 @@ pub(crate) fn sweep(
                 let expected = if r < rounds_guess { correct.len() } else { 0 };
                 progress.advance(expected.saturating_sub(todo.len()) as u64, attack.name());
                 for chunk in todo.chunks(batch) {
+                    if progress.cancelled() {
+                        return Err(Error::Interrupted { done: 0, total: 0, checkpoint: None });
+                    }
                     let goal = match &targets {
                         Some(t) => Goal::targeted(chunk.iter().map(|&i| t[i][r]).collect()),
                         None => Goal::untargeted(chunk.iter().map(|&i| data.labels[i]).collect()),
                     };
                     let x0 = batch_tensor(data, chunk, &device)?;
-                    let ids: Vec<u64> = chunk.iter().map(|&i| i as u64).collect();
+                    let ids: Vec<u64> = chunk.iter().map(|&i| (first + i) as u64).collect();
                     let stream = ((a as u64) << 32) | ((r as u64) << 20) | k as u64;
                     let out = attack.run(
                         model,
@@ -337,10 +384,10 @@ pub(crate) fn sweep(
                         if keep > 0 {
                             let per = data.per_image();
                             let row = rows[j * per..(j + 1) * per].to_vec();
-                            if let Some(e) = examples.iter_mut().find(|e| e.0 == i) {
-                                e.1 = row;
+                            if let Some(e) = examples.iter_mut().find(|e| e.sample == i) {
+                                e.pixels = row;
                             } else if examples.len() < keep {
-                                examples.push((i, row));
+                                examples.push(Kept { sample: i, found: [k, r], pixels: row });
                             }
                         }
                     }
@@ -364,13 +411,13 @@ pub(crate) fn sweep(
             gradient_based: attack.needs_gradients(),
             radius: minimal.then_some(radius),
             examples: {
-                examples.sort_by_key(|e| e.0);
+                examples.sort_by_key(|e| e.sample);
                 examples
             },
         });
     }
-    progress.finish();
     Ok(Evaluation {
+        first,
         norm: cfg.norm,
         eps,
         labels: data.labels.clone(),

@@ -1,11 +1,12 @@
 //! What an evaluation hands to the report besides the numbers: per-sample records
 //! (`samples.jsonl`) and the kept adversarial examples.
 
-use gauntlet_datasets::ImageSet;
+use gauntlet_datasets::Source;
 
 use super::Evaluation;
 use crate::report::adversarial::AdvExample;
 use crate::report::samples::{SampleRecord, SampleResult};
+use crate::Result;
 
 impl Evaluation {
     /// Every sample's record.
@@ -30,7 +31,7 @@ impl Evaluation {
                     }
                 }
                 SampleRecord {
-                    index: i,
+                    index: ev.first + i,
                     label: ev.labels[i],
                     clean_pred: ev.clean_pred[i],
                     correct: ev.correct(i),
@@ -43,28 +44,35 @@ impl Evaluation {
     }
 
     /// The examples kept by [`evaluate_keeping`](super::evaluate_keeping), attack by attack, beside
-    /// their clean images.
-    pub fn adversarial_examples(&self, data: &ImageSet) -> Vec<AdvExample> {
+    /// their clean images, read from `data` (the whole dataset).
+    pub fn adversarial_examples(&self, data: &dyn Source) -> Result<Vec<AdvExample>> {
         let ev = self;
+        let wanted: Vec<usize> =
+            ev.attacks.iter().flat_map(|r| r.examples.iter().map(|e| ev.first + e.sample)).collect();
+        let clean = data.select(&wanted)?;
+        let mut row = 0;
         let mut out = Vec::new();
         for rec in &ev.attacks {
-            for (i, adv) in &rec.examples {
+            for kept in &rec.examples {
+                let i = &kept.sample;
+                let clean_image = clean.image(row).to_vec();
+                row += 1;
                 let Some(b) = rec.broken[*i].as_ref() else { continue };
                 out.push(AdvExample {
                     attack: rec.name.clone(),
-                    index: *i,
+                    index: ev.first + *i,
                     label: ev.labels[*i],
                     clean_pred: ev.clean_pred[*i],
                     adv_pred: b.adv_pred,
                     eps: ev.eps[b.eps_index.min(ev.eps.len() - 1)],
                     linf: b.linf,
                     l2: b.l2,
-                    shape: data.shape,
-                    clean: data.image(*i).to_vec(),
-                    adv: adv.clone(),
+                    shape: clean.shape,
+                    clean: clean_image,
+                    adv: kept.pixels.clone(),
                 });
             }
         }
-        out
+        Ok(out)
     }
 }

@@ -34,7 +34,7 @@ impl TargetMode {
     /// Refuses targets that cannot work for `n` samples of `classes` classes.
     pub fn check(&self, n: usize, classes: usize) -> Result<()> {
         match self {
-            TargetMode::Given(t) if t.len() != n => {
+            TargetMode::Given(t) if t.len() < n => {
                 Err(Error::Config(format!("{} target labels for {n} samples", t.len())))
             }
             TargetMode::Given(t) => match t.iter().find(|&&c| c as usize >= classes) {
@@ -50,17 +50,25 @@ impl TargetMode {
     }
 
     /// Per sample, the target classes tried in turn (`logits`: the clean logits, needed for
-    /// least-likely and top-k targets).
-    pub fn resolve(&self, labels: &[u32], logits: &[Vec<f32>], classes: usize, seed: u64) -> Vec<Vec<u32>> {
+    /// least-likely and top-k targets). `labels[0]` is sample `first` of the whole dataset: given
+    /// targets and random draws are those of the whole dataset's samples.
+    pub fn resolve(
+        &self,
+        labels: &[u32],
+        first: usize,
+        logits: &[Vec<f32>],
+        classes: usize,
+        seed: u64,
+    ) -> Vec<Vec<u32>> {
         let mode = self;
         let others = |i: usize| -> Vec<u32> { (0..classes as u32).filter(|&c| c != labels[i]).collect() };
         (0..labels.len())
             .map(|i| match mode {
-                TargetMode::Given(t) => vec![t[i]],
+                TargetMode::Given(t) => vec![t[first + i]],
                 TargetMode::Random => {
                     let key = NoiseKey { seed, stream: u64::MAX, restart: 0 };
                     let o = others(i);
-                    vec![o[key.rng(i as u64).random_range(0..o.len())]]
+                    vec![o[key.rng((first + i) as u64).random_range(0..o.len())]]
                 }
                 TargetMode::LeastLikely => {
                     let z = &logits[i];

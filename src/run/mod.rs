@@ -6,15 +6,21 @@ use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device};
 use gauntlet_attacks::{Attack, Norm, Registry};
-use gauntlet_datasets::{self as datasets, ImageSet, OpenOptions};
+use gauntlet_datasets::{self as datasets, ImageSet, Limited, OpenOptions, Source};
 use gauntlet_models::preprocess::Preprocessed;
 use gauntlet_models::{self as models, Classifier, LoadOptions};
 use serde_json::json;
 
+pub mod checkpoint;
+pub mod shard;
+
+pub use checkpoint::{Checkpoint, Manifest};
+pub use shard::Shard;
+
 use crate::checks;
-use crate::eval::{evaluate_keeping, normalize_eps, EvalConfig, Progress, TargetMode};
+use crate::eval::{self, normalize_eps, EvalConfig, Evaluation, Progress, TargetMode};
 use crate::report::adversarial::AdvExample;
-use crate::report::provenance::{self, Provenance};
+use crate::report::provenance::{self, FileHash, Provenance};
 use crate::report::samples::SampleRecord;
 use crate::report::{DatasetInfo, Meta, ModelInfo, Report, RunInfo};
 use crate::{Error, Result};
@@ -44,6 +50,12 @@ pub struct RunConfig {
     pub model_options: LoadOptions,
     /// How the dataset is read: resize, center crop, array layout.
     pub data_options: OpenOptions,
+    /// Evaluate only this slice of the samples (`--shard I/N`).
+    pub shard: Option<Shard>,
+    /// The report folder, where finished batches are checkpointed.
+    pub checkpoint: Option<PathBuf>,
+    /// Continue from the checkpoint in the report folder, if there is one.
+    pub resume: bool,
 }
 
 /// How the targets of a targeted run are given.
@@ -103,12 +115,19 @@ pub struct Outcome {
     pub samples: Vec<SampleRecord>,
     pub examples: Vec<AdvExample>,
     pub notes: Vec<String>,
+    /// The checkpoint of a finished run, removed once the report folder is written.
+    pub checkpoint: Option<Checkpoint>,
 }
 
 impl Outcome {
-    /// Writes every output into `dir` (see [`crate::report::dir::write`]).
-    pub fn write_dir(&self, dir: &Path, save_adversarial: bool) -> Result<Vec<PathBuf>> {
-        crate::report::dir::write(dir, &self.report, &self.samples, &self.examples, save_adversarial)
+    /// Writes every output into `dir` (see [`crate::report::dir::write`]), then removes the
+    /// run's checkpoint: the report now holds everything.
+    pub fn write_dir(&mut self, dir: &Path, save_adversarial: bool) -> Result<Vec<PathBuf>> {
+        let written = crate::report::dir::write(dir, &self.report, &self.samples, &self.examples, save_adversarial)?;
+        if let Some(c) = self.checkpoint.take() {
+            c.remove()?;
+        }
+        Ok(written)
     }
 }
 
@@ -164,11 +183,44 @@ impl RunConfig {
         if !self.data_options.is_default() {
             config["data_options"] = json!(self.data_options.describe());
         }
+        if let Some(shard) = self.shard {
+            config["shard"] = json!(shard.to_string());
+        }
         config
     }
 
     /// Loads, evaluates, checks and builds the report (with provenance).
     pub fn evaluate(self, progress: &dyn Progress) -> Result<Outcome> {
+        let prepared = self.prepare(true)?;
+        let (ev, checkpoint) = prepared.sweep(progress)?;
+        prepared.finish(ev, checkpoint, progress)
+    }
+
+    /// Joins the evaluations of a run's shards (read from their checkpoints by `gauntlet merge`)
+    /// into the outcome of one run of this configuration, running the integrity checks on the
+    /// whole. `shards` must be the evaluations of consecutive slices, in order, made with this
+    /// configuration (the caller compares their manifests with [`RunConfig::manifest`]).
+    pub fn merge(self, shards: Vec<Evaluation>, progress: &dyn Progress) -> Result<Outcome> {
+        let prepared = self.prepare(false)?;
+        let ev = Evaluation::concat(shards, prepared.run.keep)?;
+        if ev.samples() != prepared.data.len() {
+            return Err(Error::Config(format!(
+                "the shards hold {} samples but the dataset has {}",
+                ev.samples(),
+                prepared.data.len()
+            )));
+        }
+        prepared.finish(ev, None, progress)
+    }
+
+    /// The checkpoint manifest of this run (model and dataset files hashed, nothing else loaded
+    /// beyond the dataset's labels).
+    pub fn manifest(self) -> Result<Manifest> {
+        Ok(self.prepare(false)?.manifest())
+    }
+
+    /// Loads the model and opens the data, refusing what cannot be evaluated.
+    fn prepare(self, validate: bool) -> Result<Prepared> {
         self.check()?;
         let started_at = provenance::now();
         let (model, model_source) = load_model(self.model.as_deref(), &self.device, &self.model_options)?;
@@ -197,71 +249,188 @@ impl RunConfig {
                 "--dataset is required with --model (the shipped data fits only the shipped model)".into(),
             ));
         }
-        let mut data = load_dataset(self.dataset.as_deref(), &self.data_options)?;
+        let mut data = load_source(self.dataset.as_deref(), &self.data_options)?;
         if let Some(limit) = self.limit {
-            data.truncate(limit);
+            data = Box::new(Limited::new(data, limit));
         }
-        data.validate(model.input_shape(), model.num_classes())?;
-        let targets = self.target.as_ref().map(|t| t.mode(data.labels.len())).transpose()?;
+        if validate {
+            data.validate(model.input_shape(), model.num_classes())?;
+        }
+        let targets = self.target.as_ref().map(|t| t.mode(data.len())).transpose()?;
+        if let Some(mode) = &targets {
+            mode.check(data.len(), model.num_classes())?;
+        }
         // Hash before evaluating: the files cannot change unnoticed while the run reads them.
         let model_files = provenance::model_files(self.model.as_deref())?;
         let dataset_files = provenance::dataset_files(self.dataset.as_deref())?;
-        let config = self.config(&model_source, &data.source);
-        let cfg = EvalConfig {
-            attacks: self.attacks,
-            norm: self.norm,
-            eps: self.eps,
-            seed: self.seed,
-            batch_size: self.batch_size,
-            targets,
-            cascade: self.cascade,
+        let config = self.config(&model_source, data.source());
+        Ok(Prepared { model, model_source, data, targets, model_files, dataset_files, config, started_at, run: self })
+    }
+}
+
+/// A run with its model loaded and its data opened.
+struct Prepared {
+    model: Box<dyn Classifier>,
+    model_source: String,
+    data: Box<dyn Source>,
+    targets: Option<TargetMode>,
+    model_files: Vec<FileHash>,
+    dataset_files: Vec<FileHash>,
+    config: serde_json::Value,
+    started_at: String,
+    run: RunConfig,
+}
+
+impl Prepared {
+    /// The samples this run evaluates: all of them, or its shard's slice.
+    fn range(&self) -> std::ops::Range<usize> {
+        match self.run.shard {
+            Some(s) => s.range(self.data.len()),
+            None => 0..self.data.len(),
+        }
+    }
+
+    fn manifest(&self) -> Manifest {
+        let r = self.range();
+        Manifest {
+            format: checkpoint::FORMAT,
+            config: self.config.clone(),
+            model_files: self.model_files.clone(),
+            dataset_files: self.dataset_files.clone(),
+            samples: self.data.len(),
+            range: [r.start, r.end],
+            block: self.run.batch_size.max(1),
+            keep: self.run.keep,
+            command: std::env::args().collect(),
+        }
+    }
+
+    fn eval_config(&self) -> EvalConfig {
+        EvalConfig {
+            attacks: Vec::new(),
+            norm: self.run.norm,
+            eps: self.run.eps.clone(),
+            seed: self.run.seed,
+            batch_size: self.run.batch_size,
+            targets: self.targets.clone(),
+            cascade: self.run.cascade,
+        }
+    }
+
+    /// Evaluates the run's samples batch by batch: each batch's images are read, evaluated by
+    /// every attack at every budget, and (with a report folder) checkpointed before the next.
+    fn sweep(&self, progress: &dyn Progress) -> Result<(Evaluation, Option<Checkpoint>)> {
+        let checkpoint = match &self.run.checkpoint {
+            Some(dir) => Some(Checkpoint::open(dir, self.manifest(), self.run.resume)?),
+            None => None,
         };
-        let ev = evaluate_keeping(&model, &data, &cfg, progress, self.keep).map_err(|e| match e {
-            Error::NonFiniteOutput { .. } => {
-                Error::Input { path: config["model"].as_str().unwrap_or("model").into(), message: e.to_string() }
-            }
+        let cfg = self.eval_config();
+        let attacks: Vec<&dyn Attack> = self.run.attacks.iter().map(|a| a.as_ref()).collect();
+        let range = self.range();
+        progress.start(eval::work(range.len(), &attacks, &cfg)?);
+        let blocks = self.manifest().blocks();
+        let mut parts = Vec::with_capacity(blocks.len());
+        for (j, block) in blocks.into_iter().enumerate() {
+            let kept = match &checkpoint {
+                Some(c) => c.load_part(j, &block)?,
+                None => None,
+            };
+            let part = match kept {
+                Some(part) => {
+                    progress.advance(eval::work(block.len(), &attacks, &cfg)?, "resumed");
+                    part
+                }
+                None => {
+                    let images = self.data.read(block.clone())?;
+                    let part = eval::sweep(&*self.model, &images, block.start, &attacks, &cfg, progress, self.run.keep)
+                        .map_err(|e| self.named(e, &parts, &range, checkpoint.as_ref()))?;
+                    if let Some(c) = &checkpoint {
+                        c.save_part(j, &part)?;
+                    }
+                    part
+                }
+            };
+            parts.push(part);
+        }
+        progress.finish();
+        Ok((Evaluation::concat(parts, self.run.keep)?, checkpoint))
+    }
+
+    /// An evaluator error as the user should see it: non-finite logits name the model, an
+    /// interruption says what was kept.
+    fn named(&self, e: Error, done: &[Evaluation], range: &std::ops::Range<usize>, cp: Option<&Checkpoint>) -> Error {
+        match e {
+            Error::NonFiniteOutput { .. } => Error::Input { path: self.model_source.clone(), message: e.to_string() },
+            Error::Interrupted { .. } => Error::Interrupted {
+                done: done.iter().map(Evaluation::samples).sum(),
+                total: range.len(),
+                checkpoint: cp.map(|c| c.dir().display().to_string()),
+            },
             e => e,
-        })?;
-        let checks = if self.checks {
-            progress.stage("running integrity checks");
-            checks::run(&model, &data, &cfg, &ev, &Registry::default(), self.check_samples)?
+        }
+    }
+
+    /// Runs the integrity checks (not for a shard: `gauntlet merge` runs them on the whole) and
+    /// builds the report.
+    fn finish(mut self, ev: Evaluation, checkpoint: Option<Checkpoint>, progress: &dyn Progress) -> Result<Outcome> {
+        let base = self.eval_config();
+        let cfg = EvalConfig { attacks: std::mem::take(&mut self.run.attacks), ..base };
+        let run = &self.run;
+        let checks = if run.checks && run.shard.is_none() {
+            match checkpoint.as_ref().map(Checkpoint::load_checks).transpose()?.flatten() {
+                Some(checks) => checks,
+                None => {
+                    progress.stage("running integrity checks");
+                    let checks =
+                        checks::run(&*self.model, &*self.data, &cfg, &ev, &Registry::default(), run.check_samples)?;
+                    if let Some(c) = &checkpoint {
+                        c.save_checks(&checks)?;
+                    }
+                    checks
+                }
+            }
         } else {
             Vec::new()
         };
+        let model = &self.model;
+        let bounds = model.bounds();
         let meta = Meta {
             model: ModelInfo {
-                source: model_source,
+                source: self.model_source.clone(),
                 input: model.input_shape(),
                 classes: model.num_classes(),
                 parameters: model.parameter_count(),
-                preprocessing: self.model_options.preprocess.describe(),
+                preprocessing: run.model_options.preprocess.describe(),
             },
-            dataset: DatasetInfo { source: data.source.clone(), samples: data.labels.len() },
-            seed: self.seed,
+            dataset: DatasetInfo { source: self.data.source().to_string(), samples: ev.samples() },
+            seed: run.seed,
             bounds: [bounds.lo, bounds.hi],
             run: RunInfo {
-                device: format!("{:?}", self.device).to_lowercase(),
+                device: format!("{:?}", run.device).to_lowercase(),
                 threads: candle_core::utils::get_num_threads(),
-                batch_size: self.batch_size,
+                batch_size: run.batch_size,
                 time_s: ev.total_seconds,
                 clean_time_s: ev.clean_seconds,
             },
         };
         let mut report = Report::new(&ev, meta);
         report.checks = checks;
+        let config = self.config;
         report.provenance = Some(Provenance {
-            model_files,
-            dataset_files,
+            model_files: self.model_files,
+            dataset_files: self.dataset_files,
             config_sha256: provenance::config_hash(&config),
             config,
             tool_version: env!("CARGO_PKG_VERSION").into(),
             git_commit: provenance::git_commit(),
             command: std::env::args().collect(),
-            started_at,
+            started_at: self.started_at,
             finished_at: provenance::now(),
         });
         let notes = model.notes().into_iter().map(|n| format!("{}: {n}", report.model.source)).collect();
-        Ok(Outcome { samples: ev.sample_records(), examples: ev.adversarial_examples(&data), report, notes })
+        let examples = ev.adversarial_examples(&*self.data)?;
+        let checkpoint = checkpoint.filter(|_| run.shard.is_none());
+        Ok(Outcome { samples: ev.sample_records(), examples, report, notes, checkpoint })
     }
 }
 
@@ -293,6 +462,14 @@ pub fn load_dataset(path: Option<&Path>, opts: &OpenOptions) -> Result<ImageSet>
     Ok(match path {
         Some(p) => datasets::open_with(p, opts)?,
         None => datasets::fit_all(datasets::samples::mnist_test_1k()?, opts)?,
+    })
+}
+
+/// The dataset at `path` opened for reading batch by batch, or the shipped data (`None`).
+pub fn load_source(path: Option<&Path>, opts: &OpenOptions) -> Result<Box<dyn Source>> {
+    Ok(match path {
+        Some(p) => datasets::open_source(p, opts)?,
+        None => Box::new(datasets::fit_all(datasets::samples::mnist_test_1k()?, opts)?),
     })
 }
 
