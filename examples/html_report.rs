@@ -80,7 +80,7 @@ fn main() -> anyhow::Result<()> {
         report.checks = checks::run(&model, &data, &cfg, &ev, &registry, 16)?;
         let gate = Gate::parse(GATE).map_err(anyhow::Error::msg)?;
         report.gate = Some(gate.evaluate("gate.toml", &report, None));
-        Ok((report, ev.sample_records(), ev.adversarial_examples(&data)))
+        Ok((report, ev.sample_records(), ev.adversarial_examples(&data)?))
     };
     let (report, records, examples) = run(&["fgsm", "pgd:steps=10"], 6)?;
     let path = out.join("report.html");
