@@ -164,13 +164,15 @@ impl Checkpoint {
         for (j, range) in cp.manifest.blocks().into_iter().enumerate() {
             match cp.load_part(j, &range)? {
                 Some(p) => parts.push(p),
-                None => return Err(Error::Input {
-                    path: report_dir.display().to_string(),
-                    message: format!(
+                None => {
+                    return Err(Error::Input {
+                        path: report_dir.display().to_string(),
+                        message: format!(
                         "the shard is unfinished: samples {}..{} are missing; resume it with its command and --resume",
                         range.start, range.end
                     ),
-                }),
+                    })
+                }
             }
         }
         Ok((cp.manifest, parts))
