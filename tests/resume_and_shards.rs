@@ -162,6 +162,16 @@ fn resume_refuses_a_checkpoint_of_another_run() {
     let o =
         bin().arg("run").args(EVAL).args(["--batch-size", "8", "--resume", "--report-dir"]).arg(&dir).output().unwrap();
     common::assert_input_error(&o, &["batch_size is 8 now but 16"]);
+    // A damaged batch file is named, not trusted.
+    std::fs::write(dir.join("checkpoint/part-000000.json"), "{\"first\": 0, \"labels\": [").unwrap();
+    let o = bin()
+        .arg("run")
+        .args(EVAL)
+        .args(["--batch-size", "16", "--resume", "--report-dir"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    common::assert_input_error(&o, &["part-000000.json", "damaged checkpoint"]);
 }
 
 #[test]

@@ -42,6 +42,12 @@ pub fn run(mut args: RunArgs) -> anyhow::Result<ExitStatus> {
     if let Some(dir) = &args.report_dir {
         check_dir(dir)?;
     }
+    if let Some(path) = &args.output {
+        let parent = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        if !parent.is_dir() {
+            bail!("{}: the folder does not exist", path.display());
+        }
+    }
     let out = config.evaluate(&Bar::new(args.eval.quiet))?;
     let outputs = Outputs {
         report_dir: args.report_dir.as_deref(),

@@ -63,6 +63,39 @@ impl Evaluation {
     }
 }
 
+impl Evaluation {
+    /// Checks that an evaluation read from a file is whole: every per-sample vector as long as
+    /// the labels, one cell per ε, indices in range. Reports build on these invariants.
+    pub fn check_consistent(&self) -> std::result::Result<(), String> {
+        let n = self.samples();
+        if self.clean_pred.len() != n {
+            return Err(format!("{} clean predictions for {n} samples", self.clean_pred.len()));
+        }
+        if self.targets.as_ref().is_some_and(|t| t.len() != n) {
+            return Err("the targets do not match the samples".into());
+        }
+        if self.eps.is_empty() || self.eps.iter().any(|e| !(e.is_finite() && *e > 0.0)) {
+            return Err("the budgets are not positive numbers".into());
+        }
+        for rec in &self.attacks {
+            let bad = |what: &str| Err(format!("attack {}: {what}", rec.name));
+            if rec.broken.len() != n || rec.radius.as_ref().is_some_and(|r| r.len() != n) {
+                return bad("per-sample results do not match the samples");
+            }
+            if rec.cells.len() != self.eps.len() {
+                return bad("one cell per ε expected");
+            }
+            if rec.broken.iter().flatten().any(|b| b.eps_index >= self.eps.len()) {
+                return bad("a budget index out of range");
+            }
+            if rec.examples.iter().any(|e| e.sample >= n || rec.broken[e.sample].is_none()) {
+                return bad("a kept example of a sample that was not broken");
+            }
+        }
+        Ok(())
+    }
+}
+
 impl AttackRecord {
     fn append(&mut self, part: AttackRecord, offset: usize) {
         self.broken.extend(part.broken);

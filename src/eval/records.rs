@@ -57,7 +57,9 @@ impl Evaluation {
                 let i = &kept.sample;
                 let clean_image = clean.image(row).to_vec();
                 row += 1;
-                let Some(b) = rec.broken[*i].as_ref() else { continue };
+                let Some(b) = rec.broken[*i].as_ref().filter(|_| kept.pixels.len() == clean_image.len()) else {
+                    continue;
+                };
                 out.push(AdvExample {
                     attack: rec.name.clone(),
                     index: ev.first + *i,

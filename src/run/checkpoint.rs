@@ -43,9 +43,10 @@ pub struct Manifest {
 
 impl Manifest {
     /// The batches: consecutive sample ranges of `block` samples covering `range`.
-    pub fn blocks(&self) -> Vec<std::ops::Range<usize>> {
+    pub fn blocks(&self) -> impl Iterator<Item = std::ops::Range<usize>> {
         let [lo, hi] = self.range;
-        (lo..hi).step_by(self.block.max(1)).map(|s| s..(s + self.block).min(hi)).collect()
+        let block = self.block.max(1);
+        (lo..hi).step_by(block).map(move |s| s..s.saturating_add(block).min(hi))
     }
 
     /// What differs between this manifest (the checkpoint's) and `now` (the run's), one phrase each.
@@ -98,7 +99,7 @@ fn file_difference(what: &str, old: &[FileHash], new: &[FileHash]) -> String {
             return format!(
                 "the {what} file {} changed (sha256 {}… now, {}… in the checkpoint)",
                 n.path,
-                &n.sha256[..12.min(n.sha256.len())],
+                n.sha256.chars().take(12).collect::<String>(),
                 o.sha256.chars().take(12).collect::<String>()
             );
         }
@@ -111,6 +112,13 @@ fn file_difference(what: &str, old: &[FileHash], new: &[FileHash]) -> String {
 pub struct Checkpoint {
     dir: PathBuf,
     pub manifest: Manifest,
+    /// Whether the folder (with its manifest) exists yet: a new checkpoint is created with the
+    /// first finished batch, so that a run failing before any leaves nothing behind.
+    created: std::sync::atomic::AtomicBool,
+    /// Whether this run started the checkpoint (rather than resuming one).
+    fresh: bool,
+    /// Whether the report folder existed before this run.
+    report_dir_existed: bool,
 }
 
 impl Checkpoint {
@@ -138,15 +146,38 @@ impl Checkpoint {
                     ),
                 });
             }
-            return Ok(Checkpoint { dir, manifest: old });
+            return Ok(Checkpoint { dir, manifest: old, created: true.into(), fresh: false, report_dir_existed: true });
         }
-        std::fs::create_dir_all(&dir).map_err(|e| Error::Output {
-            path: dir.display().to_string(),
+        Ok(Checkpoint { dir, manifest, created: false.into(), fresh: true, report_dir_existed: report_dir.exists() })
+    }
+
+    /// Creates the folder and its manifest, once.
+    fn create(&self) -> Result<()> {
+        use std::sync::atomic::Ordering;
+        if self.created.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        std::fs::create_dir_all(&self.dir).map_err(|e| Error::Output {
+            path: self.dir.display().to_string(),
             message: format!("cannot create the checkpoint folder ({e})"),
         })?;
-        let json = serde_json::to_string_pretty(&manifest).expect("a manifest serializes");
-        write_atomic(&path, json.as_bytes())?;
-        Ok(Checkpoint { dir, manifest })
+        let json = serde_json::to_string_pretty(&self.manifest).expect("a manifest serializes");
+        write_atomic(&self.dir.join(MANIFEST), json.as_bytes())?;
+        self.created.store(true, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// After an error that no resume can get past (bad input, an unwritable folder): removes what
+    /// this run created, so that a failed run leaves no output behind. A resumed checkpoint stays.
+    pub fn discard(self) {
+        if self.fresh {
+            let _ = std::fs::remove_dir_all(&self.dir);
+            if !self.report_dir_existed {
+                if let Some(parent) = self.dir.parent() {
+                    let _ = std::fs::remove_dir(parent);
+                }
+            }
+        }
     }
 
     /// Reads a finished checkpoint (a shard's) with every batch: for `gauntlet merge`.
@@ -159,9 +190,15 @@ impl Checkpoint {
                 message: "not a shard's report folder (no checkpoint/manifest.json); shards are written by `gauntlet run --shard I/N --report-dir DIR`".into(),
             });
         }
-        let cp = Checkpoint { dir, manifest: read_manifest(&path)? };
+        let cp = Checkpoint {
+            dir,
+            manifest: read_manifest(&path)?,
+            created: true.into(),
+            fresh: false,
+            report_dir_existed: true,
+        };
         let mut parts = Vec::new();
-        for (j, range) in cp.manifest.blocks().into_iter().enumerate() {
+        for (j, range) in cp.manifest.blocks().enumerate() {
             match cp.load_part(j, &range)? {
                 Some(p) => parts.push(p),
                 None => {
@@ -194,6 +231,7 @@ impl Checkpoint {
         };
         let text = std::fs::read_to_string(&path).map_err(|e| damaged(e.to_string()))?;
         let part: Evaluation = serde_json::from_str(&text).map_err(|e| damaged(e.to_string()))?;
+        part.check_consistent().map_err(damaged)?;
         if part.first != range.start || part.samples() != range.len() {
             return Err(damaged(format!(
                 "it holds samples {}..{}, not {}..{}",
@@ -208,6 +246,7 @@ impl Checkpoint {
 
     /// Keeps batch `j`.
     pub fn save_part(&self, j: usize, part: &Evaluation) -> Result<()> {
+        self.create()?;
         let json = serde_json::to_string(part).expect("an evaluation serializes");
         write_atomic(&self.part_path(j), json.as_bytes())
     }
@@ -227,6 +266,7 @@ impl Checkpoint {
     }
 
     pub fn save_checks(&self, checks: &[Check]) -> Result<()> {
+        self.create()?;
         let json = serde_json::to_string(checks).expect("checks serialize");
         write_atomic(&self.dir.join(CHECKS), json.as_bytes())
     }
@@ -238,6 +278,9 @@ impl Checkpoint {
 
     /// Removes the checkpoint of a finished run (its report now holds everything).
     pub fn remove(self) -> Result<()> {
+        if !self.created.load(std::sync::atomic::Ordering::SeqCst) {
+            return Ok(());
+        }
         std::fs::remove_dir_all(&self.dir).map_err(|e| Error::Output {
             path: self.dir.display().to_string(),
             message: format!("cannot remove the finished run's checkpoint ({e})"),
@@ -251,5 +294,10 @@ fn read_manifest(path: &Path) -> Result<Manifest> {
         message: format!("not a readable checkpoint manifest ({why}); remove the checkpoint folder to start again"),
     };
     let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
-    serde_json::from_str(&text).map_err(|e| err(e.to_string()))
+    let m: Manifest = serde_json::from_str(&text).map_err(|e| err(e.to_string()))?;
+    let [lo, hi] = m.range;
+    if lo > hi || hi > m.samples || m.block == 0 {
+        return Err(err(format!("samples {lo}..{hi} of {} in batches of {}", m.samples, m.block)));
+    }
+    Ok(m)
 }

@@ -192,7 +192,20 @@ impl RunConfig {
     /// Loads, evaluates, checks and builds the report (with provenance).
     pub fn evaluate(self, progress: &dyn Progress) -> Result<Outcome> {
         let prepared = self.prepare(true)?;
-        let (ev, checkpoint) = prepared.sweep(progress)?;
+        let checkpoint = match &prepared.run.checkpoint {
+            Some(dir) => Some(Checkpoint::open(dir, prepared.manifest(), prepared.run.resume)?),
+            None => None,
+        };
+        let ev = match prepared.sweep(checkpoint.as_ref(), progress) {
+            Ok(ev) => ev,
+            Err(e) => {
+                // An interrupted run keeps its checkpoint; any other error cannot be resumed past.
+                if !matches!(e, Error::Interrupted { .. }) {
+                    checkpoint.map(Checkpoint::discard);
+                }
+                return Err(e);
+            }
+        };
         prepared.finish(ev, checkpoint, progress)
     }
 
@@ -319,19 +332,14 @@ impl Prepared {
 
     /// Evaluates the run's samples batch by batch: each batch's images are read, evaluated by
     /// every attack at every budget, and (with a report folder) checkpointed before the next.
-    fn sweep(&self, progress: &dyn Progress) -> Result<(Evaluation, Option<Checkpoint>)> {
-        let checkpoint = match &self.run.checkpoint {
-            Some(dir) => Some(Checkpoint::open(dir, self.manifest(), self.run.resume)?),
-            None => None,
-        };
+    fn sweep(&self, checkpoint: Option<&Checkpoint>, progress: &dyn Progress) -> Result<Evaluation> {
         let cfg = self.eval_config();
         let attacks: Vec<&dyn Attack> = self.run.attacks.iter().map(|a| a.as_ref()).collect();
         let range = self.range();
         progress.start(eval::work(range.len(), &attacks, &cfg)?);
-        let blocks = self.manifest().blocks();
-        let mut parts = Vec::with_capacity(blocks.len());
-        for (j, block) in blocks.into_iter().enumerate() {
-            let kept = match &checkpoint {
+        let mut parts = Vec::new();
+        for (j, block) in self.manifest().blocks().enumerate() {
+            let kept = match checkpoint {
                 Some(c) => c.load_part(j, &block)?,
                 None => None,
             };
@@ -343,8 +351,8 @@ impl Prepared {
                 None => {
                     let images = self.data.read(block.clone())?;
                     let part = eval::sweep(&*self.model, &images, block.start, &attacks, &cfg, progress, self.run.keep)
-                        .map_err(|e| self.named(e, &parts, &range, checkpoint.as_ref()))?;
-                    if let Some(c) = &checkpoint {
+                        .map_err(|e| self.named(e, &parts, &range, checkpoint))?;
+                    if let Some(c) = checkpoint {
                         c.save_part(j, &part)?;
                     }
                     part
@@ -353,7 +361,7 @@ impl Prepared {
             parts.push(part);
         }
         progress.finish();
-        Ok((Evaluation::concat(parts, self.run.keep)?, checkpoint))
+        Evaluation::concat(parts, self.run.keep)
     }
 
     /// An evaluator error as the user should see it: non-finite logits name the model, an
