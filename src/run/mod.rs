@@ -200,8 +200,8 @@ impl RunConfig {
             Ok(ev) => ev,
             Err(e) => {
                 // An interrupted run keeps its checkpoint; any other error cannot be resumed past.
-                if !matches!(e, Error::Interrupted { .. }) {
-                    checkpoint.map(Checkpoint::discard);
+                if let Some(c) = checkpoint.filter(|_| !matches!(e, Error::Interrupted { .. })) {
+                    c.discard();
                 }
                 return Err(e);
             }
