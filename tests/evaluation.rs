@@ -326,9 +326,9 @@ fn l2_apgd_is_at_least_as_strong_as_torchattacks() {
     }
 }
 
-/// APGD, MI-FGSM and Square give identical records at batch sizes 7 and 64. FMN reaches the same
-/// verdict per sample (ε, prediction, iteration), but its perturbation sizes differ in the last
-/// bits of f32 between batch sizes (a few ulps of a pixel), so they are compared to 1e-6 + 1e-5·size.
+/// APGD, MI-FGSM, Square and FMN give identical records, to the last bit of every perturbation
+/// size, at batch sizes 7 and 64 (a sample's logits and gradient do not depend on its batch:
+/// tests/batch_invariance.rs).
 #[test]
 fn apgd_mi_fgsm_square_and_fmn_do_not_depend_on_batch_size() {
     let model = zoo::mnist_cnn(&Device::Cpu).unwrap();
@@ -338,18 +338,8 @@ fn apgd_mi_fgsm_square_and_fmn_do_not_depend_on_batch_size() {
     let (a, b) = (run(7), run(64));
     assert_eq!(a.clean_pred, b.clean_pred);
     for (x, y) in a.attacks.iter().zip(&b.attacks) {
-        if x.radius.is_none() {
-            assert_eq!(x.broken, y.broken, "attack {} differs between batch sizes 7 and 64", x.name);
-        }
-        for (i, (p, q)) in x.broken.iter().zip(&y.broken).enumerate() {
-            let verdict = |b: &Option<Broken>| b.as_ref().map(|b| (b.eps_index, b.adv_pred, b.step));
-            assert_eq!(verdict(p), verdict(q), "attack {}, sample {i}", x.name);
-            if let (Some(p), Some(q)) = (p, q) {
-                for (u, v) in [(p.linf, q.linf), (p.l2, q.l2), (p.norm, q.norm)] {
-                    assert!((u - v).abs() <= 1e-6 + 1e-5 * v, "attack {}, sample {i}: {p:?} vs {q:?}", x.name);
-                }
-            }
-        }
+        assert_eq!(x.broken, y.broken, "attack {} differs between batch sizes 7 and 64", x.name);
+        assert_eq!(x.radius, y.radius, "attack {}: minimal radii differ", x.name);
         for (cx, cy) in x.cells.iter().zip(&y.cells) {
             assert_eq!((cx.attacked, cx.cost), (cy.attacked, cy.cost), "attack {}", x.name);
         }

@@ -275,16 +275,7 @@ impl DenseBlock {
             y.chunks_mut(o).for_each(|r| r.copy_from_slice(b));
         }
         let (xs, ws) = (xv.slice::<T>()?, wv.slice::<T>()?);
-        crate::kernel::gemm(
-            n,
-            o,
-            i,
-            &mut y,
-            bv.is_some(),
-            (xs, i as isize, 1),
-            (ws, 1, i as isize),
-            crate::linear::threads(),
-        );
+        crate::kernel::gemm_rows(n, o, i, &mut y, bv.is_some(), (xs, i as isize, 1), (ws, 1, i as isize));
         if self.relu {
             relu_in_place(&mut y);
         }
@@ -314,16 +305,7 @@ impl DenseBlock {
         };
         let mut dx = vec![T::default(); n * i];
         let ws = wv.slice::<T>()?;
-        crate::kernel::gemm(
-            n,
-            i,
-            o,
-            &mut dx,
-            false,
-            (dz, o as isize, 1),
-            (ws, i as isize, 1),
-            crate::linear::threads(),
-        );
+        crate::kernel::gemm_rows(n, i, o, &mut dx, false, (dz, o as isize, 1), (ws, i as isize, 1));
         Tensor::from_vec(dx, (n, i), &Device::Cpu)
     }
 }

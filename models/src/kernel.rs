@@ -62,6 +62,64 @@ pub(crate) fn gemm<T: Elem>(
     }
 }
 
+/// Rows per call of [`gemm_rows`]: every row of a batch goes through a product of this many rows.
+pub(crate) const ROW_BLOCK: usize = 64;
+
+/// dst (m×n) = [dst +] lhs·rhs where the m rows of `lhs` are samples: computed in blocks of
+/// exactly [`ROW_BLOCK`] rows (the last one padded with zero rows), so that each sample's
+/// result has the same bits whatever the batch it came in. (The matrix kernels choose their
+/// blocking, and so their order of summation, from the matrix sizes: a product over the whole
+/// batch would give a sample other last bits in a batch of another size.) Blocks run in
+/// parallel; `lhs` is (data, row stride, column stride).
+pub(crate) fn gemm_rows<T: Elem>(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: &mut [T],
+    accumulate: bool,
+    lhs: (&[T], isize, isize),
+    rhs: (&[T], isize, isize),
+) {
+    use rayon::prelude::*;
+    assert!(dst.len() >= m * n, "gemm: destination too small");
+    let (data, rs, cs) = lhs;
+    let block = |b: usize, out: &mut [T], parallelism: gemm::Parallelism| {
+        let first = b * ROW_BLOCK;
+        let rows = out.len() / n.max(1);
+        if rows == ROW_BLOCK && n > 0 {
+            let start = (first as isize * rs) as usize;
+            gemm(ROW_BLOCK, n, k, out, accumulate, (&data[start..], rs, cs), rhs, parallelism);
+            return;
+        }
+        let mut a = vec![T::default(); ROW_BLOCK * k];
+        for r in 0..rows {
+            for c in 0..k {
+                a[r * k + c] = data[((first + r) as isize * rs + c as isize * cs) as usize];
+            }
+        }
+        let mut y = vec![T::default(); ROW_BLOCK * n];
+        if accumulate {
+            y[..out.len()].copy_from_slice(out);
+        }
+        gemm(ROW_BLOCK, n, k, &mut y, accumulate, (&a, k as isize, 1), rhs, parallelism);
+        out.copy_from_slice(&y[..out.len()]);
+    };
+    let chunks = dst[..m * n].chunks_mut((ROW_BLOCK * n).max(1));
+    let threads = rayon::current_num_threads();
+    if m.div_ceil(ROW_BLOCK) >= threads {
+        // Enough blocks to keep every thread busy: one block per task.
+        chunks
+            .collect::<Vec<_>>()
+            .into_par_iter()
+            .enumerate()
+            .for_each(|(b, out)| block(b, out, gemm::Parallelism::None));
+    } else {
+        // Few blocks: each uses every thread (the split across threads does not change the sums).
+        let parallelism = if threads > 1 { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None };
+        chunks.enumerate().for_each(|(b, out)| block(b, out, parallelism));
+    }
+}
+
 /// The contiguous contents of a storage under its layout.
 pub(crate) fn slice<'a, T>(s: &'a [T], l: &Layout) -> Result<&'a [T]> {
     match l.contiguous_offsets() {

@@ -3,7 +3,7 @@
 
 use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor};
 
-use crate::kernel::{binary, gemm, Elem};
+use crate::kernel::{binary, gemm, gemm_rows, Elem};
 
 struct Linear;
 struct LinearInputGrad;
@@ -26,14 +26,14 @@ fn dims2(l: &Layout) -> Result<(usize, usize)> {
 /// y (n×o) = x (n×i) · Wᵀ, W (o×i).
 fn forward<T: Elem>(x: &[T], w: &[T], n: usize, i: usize, o: usize) -> Vec<T> {
     let mut y = vec![T::default(); n * o];
-    gemm(n, o, i, &mut y, false, (x, i as isize, 1), (w, 1, i as isize), threads());
+    gemm_rows(n, o, i, &mut y, false, (x, i as isize, 1), (w, 1, i as isize));
     y
 }
 
 /// dx (n×i) = dy (n×o) · W (o×i).
 fn input_grad<T: Elem>(dy: &[T], w: &[T], n: usize, i: usize, o: usize) -> Vec<T> {
     let mut dx = vec![T::default(); n * i];
-    gemm(n, i, o, &mut dx, false, (dy, o as isize, 1), (w, i as isize, 1), threads());
+    gemm_rows(n, i, o, &mut dx, false, (dy, o as isize, 1), (w, i as isize, 1));
     dx
 }
 
@@ -86,6 +86,20 @@ impl CustomOp2 for LinearWeightGrad {
 /// The input gradient of [`linear`], without building a graph.
 pub fn linear_input_grad(dy: &Tensor, w: &Tensor) -> Result<Tensor> {
     dy.contiguous()?.apply_op2_no_bwd(&w.contiguous()?, &LinearInputGrad)
+}
+
+/// a (rows, k) · b (k, n) where the rows are samples (or belong to samples): computed in blocks
+/// of [`ROW_BLOCK`](crate::kernel::ROW_BLOCK) rows, the last padded with zeros, so that every
+/// row's result has the same bits whatever the number of rows (see [`crate::kernel::gemm_rows`]).
+pub fn row_blocked_matmul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    use crate::kernel::ROW_BLOCK;
+    let (rows, k) = a.dims2()?;
+    let n = b.dim(1)?;
+    let blocks = rows.div_ceil(ROW_BLOCK).max(1);
+    let pad = blocks * ROW_BLOCK - rows;
+    let a = if pad > 0 { a.pad_with_zeros(0, 0, pad)? } else { a.clone() };
+    let y = a.contiguous()?.reshape((blocks, ROW_BLOCK, k))?.broadcast_matmul(&b.contiguous()?)?;
+    y.reshape((blocks * ROW_BLOCK, n))?.narrow(0, 0, rows)
 }
 
 /// x (N, in) · Wᵀ for W (out, in); the fast path on CPU f32/f64, candle's matmul elsewhere.

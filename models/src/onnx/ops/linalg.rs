@@ -19,7 +19,7 @@ pub fn gemm(ctx: &Ctx, inputs: &[Option<Tensor>]) -> Out {
     let mut y = if ctx.int("transB", 0) != 0 {
         crate::linear::linear(&a.contiguous()?, &b.contiguous()?)?
     } else {
-        a.contiguous()?.matmul(&b.contiguous()?)?
+        crate::linear::row_blocked_matmul(&a, b)?
     };
     if alpha != 1.0 {
         y = (y * alpha)?;
@@ -50,7 +50,7 @@ pub fn matmul(ctx: &Ctx, inputs: &[Option<Tensor>]) -> Out {
     let mut y = if b.rank() == 2 {
         // Rows of every batch against one matrix: a single 2-D product.
         let rows: usize = a_batch.iter().product::<usize>() * m;
-        let y = a.contiguous()?.reshape((rows, k))?.matmul(&b.contiguous()?)?;
+        let y = crate::linear::row_blocked_matmul(&a.contiguous()?.reshape((rows, k))?, &b)?;
         let mut shape = a_batch.to_vec();
         shape.extend([m, n]);
         y.reshape(shape)?
