@@ -3,7 +3,7 @@
 use candle_core::Device;
 use common::{data, report};
 use gauntlet::attacks::{Attack, AttackBatch, AttackOutput, Cost, Norm, ThreatModel};
-use gauntlet::eval::{evaluate, Broken, EvalConfig, Evaluation, Silent, TargetMode};
+use gauntlet::eval::{evaluate, EvalConfig, Evaluation, Silent, TargetMode};
 use gauntlet::models::{zoo, Classifier};
 
 mod common;
