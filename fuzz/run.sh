@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Fuzzes every parser for a while: the datasets (IDX, NPY, NPZ, safetensors, CIFAR, CSV, images),
-# ONNX files and model specs, gate files, and reports read back.
+# ONNX files and model specs, gate files, and reports and checkpoints read back.
 #
 #   fuzz/run.sh [SECONDS per target, default 15]
 #
@@ -25,6 +25,13 @@ seed datasets 0 ../datasets/data/mnist-test-1k/t10k-labels-idx1-ubyte.gz
 if [ -x ../target/debug/gauntlet ] && [ ! -f corpus/report/report.json ]; then
   ../target/debug/gauntlet run --limit 20 --attack fgsm --attack pgd:steps=2 --no-checks --quiet \
     --output corpus/report/report.json >/dev/null
+  # A shard keeps its checkpoint: a manifest and a batch file, read back by --resume and merge.
+  shard="$(mktemp -d)"
+  ../target/debug/gauntlet run --limit 20 --batch-size 8 --attack fgsm --attack fmn:steps=3 --no-checks --quiet \
+    --shard 0/1 --report-dir "$shard/s" >/dev/null
+  cp "$shard/s/checkpoint/manifest.json" corpus/report/manifest.json
+  cp "$shard/s/checkpoint/part-000000.json" corpus/report/part.json
+  rm -rf "$shard"
 fi
 
 cargo fuzz build -O
