@@ -111,19 +111,83 @@ pub fn open(path: &Path, kind: Option<CifarKind>) -> Result<ImageSet> {
     ImageSet::new(path.display().to_string(), [3, 32, 32], images, labels)
 }
 
+/// Opens CIFAR batches for reading batch by batch: every record's label is read and checked now
+/// (a pass over the files in blocks), the pixels when read (see [`crate::stream`]).
+pub(crate) fn open_stream(
+    path: &Path,
+    kind: Option<CifarKind>,
+    opts: &crate::OpenOptions,
+) -> Result<crate::stream::Records> {
+    use std::io::Read;
+    let mut labels = Vec::new();
+    let mut segments = Vec::new();
+    for file in files(path)? {
+        let io = |e: std::io::Error| DatasetError::Io { path: file.clone(), message: e.to_string() };
+        let len = std::fs::metadata(&file).map_err(io)?.len() as usize;
+        let kind = kind.unwrap_or_else(|| CifarKind::detect(&file_name(&file), len));
+        let record = kind.record();
+        check_len(len, kind, &file)?;
+        let mut f = std::io::BufReader::new(std::fs::File::open(&file).map_err(io)?);
+        let mut block = vec![0u8; record * 256];
+        let mut done = 0;
+        while done < len / record {
+            let take = (len / record - done).min(256);
+            f.read_exact(&mut block[..take * record]).map_err(io)?;
+            // Labels only: `parse` checks them; the pixels are dropped.
+            let (_, l) = parse(&block[..take * record], kind, &file).map_err(|e| match e {
+                DatasetError::Format { path, message } => {
+                    DatasetError::Format { path, message: renumber(&message, done) }
+                }
+                e => e,
+            })?;
+            labels.extend(l);
+            done += take;
+        }
+        segments.push(crate::stream::Segment {
+            path: file.clone(),
+            gzip: false,
+            offset: 0,
+            record,
+            skip: kind.label_bytes(),
+            count: len / record,
+        });
+    }
+    crate::stream::Records::new(path.display().to_string(), labels, [3, 32, 32], opts, segments)
+}
+
+/// A batch is a non-empty whole number of records.
+fn check_len(len: usize, kind: CifarKind, path: &Path) -> Result<()> {
+    let record = kind.record();
+    if len == 0 || len % record != 0 {
+        return Err(DatasetError::Format {
+            path: path.into(),
+            message: format!(
+                "a {kind} batch is a whole number of {record}-byte records ({} label byte(s) + {PIXELS} pixels); this file has {len} bytes ({} records and {} bytes over): truncated or not a {kind} batch",
+                kind.label_bytes(),
+                len / record,
+                len % record
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// A message of `parse` about `record i` of a block, numbered from the file's start.
+fn renumber(message: &str, offset: usize) -> String {
+    match message.strip_prefix("record ").and_then(|r| r.split_once(' ')) {
+        Some((i, rest)) => match i.parse::<usize>() {
+            Ok(i) => format!("record {} {rest}", i + offset),
+            Err(_) => message.to_string(),
+        },
+        None => message.to_string(),
+    }
+}
+
 /// Parses one batch held in memory: pixels in [0, 1] (N × 3 × 32 × 32) and fine labels.
 pub fn parse(bytes: &[u8], kind: CifarKind, path: &Path) -> Result<(Vec<f32>, Vec<u32>)> {
     let fmt = |message: String| DatasetError::Format { path: path.into(), message };
     let record = kind.record();
-    if bytes.is_empty() || bytes.len() % record != 0 {
-        return Err(fmt(format!(
-            "a {kind} batch is a whole number of {record}-byte records ({} label byte(s) + {PIXELS} pixels); this file has {} bytes ({} records and {} bytes over): truncated or not a {kind} batch",
-            kind.label_bytes(),
-            bytes.len(),
-            bytes.len() / record,
-            bytes.len() % record
-        )));
-    }
+    check_len(bytes.len(), kind, path)?;
     let n = bytes.len() / record;
     let mut images = Vec::with_capacity(n * PIXELS);
     let mut labels = Vec::with_capacity(n);

@@ -179,6 +179,20 @@ pub fn open_csv(csv: &Path, opts: &OpenOptions) -> Result<ImageSet> {
     load(csv, &entries, opts)
 }
 
+/// A class-per-folder tree or a CSV list, for reading batch by batch (see [`crate::stream`]).
+pub(crate) fn open_stream(path: &Path, csv: bool, opts: &OpenOptions) -> Result<crate::stream::Files> {
+    let entries = if csv { csv_entries(path)? } else { tree_entries(path)? };
+    if csv {
+        if let Some((p, _)) = entries.iter().find(|(p, _)| !p.is_file()) {
+            return Err(DatasetError::Io {
+                path: p.clone(),
+                message: format!("listed in {} but not found", path.display()),
+            });
+        }
+    }
+    crate::stream::Files::new(path, entries, opts)
+}
+
 /// Decodes the images, picks 1 or 3 channels, resizes/crops and stacks them.
 fn load(source: &Path, entries: &[(PathBuf, u32)], opts: &OpenOptions) -> Result<ImageSet> {
     let decoded = entries

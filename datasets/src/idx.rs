@@ -15,6 +15,75 @@ pub fn open(path: &Path) -> Result<ImageSet> {
     from_bytes(&img, &lab, &images, &labels)
 }
 
+/// Opens an IDX pair for reading batch by batch: the labels and the images' header now, the
+/// pixels when read (see [`crate::stream`]). Refuses what [`open`] refuses, except that a gzip
+/// images file whose data ends early is found when that part is read.
+pub(crate) fn open_stream(path: &Path, opts: &crate::OpenOptions) -> Result<crate::stream::Records> {
+    let images = if path.is_dir() { images_in_folder(path)? } else { path.to_path_buf() };
+    let labels_path = labels_beside(&images)?;
+    let lab = gunzip_if_needed(&read_maybe_gz(&labels_path)?, &labels_path)?;
+    let (ldims, lval) = parse(&lab, &labels_path)?;
+    // The images header: magic, element type, dimensions.
+    let fmt = |message: String| DatasetError::Format { path: images.clone(), message };
+    let file =
+        std::fs::File::open(&images).map_err(|e| DatasetError::Io { path: images.clone(), message: e.to_string() })?;
+    let file_len = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let mut magic = [0u8; 2];
+    let gzip = std::io::BufReader::new(&file).read_exact(&mut magic).is_ok() && magic == [0x1f, 0x8b];
+    let file =
+        std::fs::File::open(&images).map_err(|e| DatasetError::Io { path: images.clone(), message: e.to_string() })?;
+    let mut reader: Box<dyn Read> = if gzip { Box::new(flate2::read::GzDecoder::new(file)) } else { Box::new(file) };
+    let mut head = [0u8; 4];
+    reader.read_exact(&mut head).map_err(|_| fmt("not an IDX file (bad magic number)".into()))?;
+    if head[0] != 0 || head[1] != 0 {
+        return Err(fmt("not an IDX file (bad magic number)".into()));
+    }
+    if head[2] != 0x08 {
+        return Err(fmt(format!("IDX element type 0x{:02x} is not supported (only unsigned bytes, 0x08)", head[2])));
+    }
+    let nd = head[3] as usize;
+    let mut raw_dims = vec![0u8; 4 * nd];
+    if nd == 0 || reader.read_exact(&mut raw_dims).is_err() {
+        return Err(fmt("truncated IDX header".into()));
+    }
+    let dims: Vec<usize> =
+        raw_dims.chunks_exact(4).map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]) as usize).collect();
+    let expected =
+        dims.iter().try_fold(1u64, |acc, &d| acc.checked_mul(d as u64).filter(|&t| t <= MAX_BYTES)).ok_or_else(
+            || fmt(format!("the header's dimensions {dims:?} claim more than the limit of {MAX_BYTES} bytes")),
+        )?;
+    let header = (4 + 4 * nd) as u64;
+    if !gzip && file_len - header != expected {
+        return Err(fmt(format!(
+            "the header promises {expected} bytes of data for dimensions {dims:?}, the file has {}",
+            file_len - header
+        )));
+    }
+    let (n, h, w) = match dims.as_slice() {
+        [n, h, w] => (*n, *h, *w),
+        [n, h, w, 1] => (*n, *h, *w),
+        d => {
+            return Err(fmt(format!("an images file has 3 dimensions (N, H, W), this one has {}", d.len())));
+        }
+    };
+    let lfmt = |message: String| DatasetError::Format { path: labels_path.clone(), message };
+    if ldims.len() != 1 {
+        return Err(lfmt(format!("a labels file has 1 dimension, this one has {}", ldims.len())));
+    }
+    if ldims[0] != n {
+        return Err(lfmt(format!("{} labels for {n} images in {}", ldims[0], images.display())));
+    }
+    let segment =
+        crate::stream::Segment { path: images.clone(), gzip, offset: header, record: h * w, skip: 0, count: n };
+    crate::stream::Records::new(
+        images.display().to_string(),
+        lval.iter().map(|&b| b as u32).collect(),
+        [1, h, w],
+        opts,
+        vec![segment],
+    )
+}
+
 /// The images and labels files `open` reads for `path`.
 pub fn files(path: &Path) -> Result<Vec<PathBuf>> {
     let images = if path.is_dir() { images_in_folder(path)? } else { path.to_path_buf() };

@@ -15,6 +15,7 @@ mod options;
 pub mod safetensors_set;
 pub mod samples;
 mod source;
+mod stream;
 
 use std::path::{Path, PathBuf};
 

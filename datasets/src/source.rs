@@ -163,7 +163,16 @@ impl Source for Box<dyn Source> {
 }
 
 /// Opens a dataset for reading batch by batch, with the options of [`crate::open_with`]: the same
-/// images, decoded on demand.
+/// images, decoded on demand. IDX (raw or gzip), CIFAR batches, image folders and CSV lists
+/// stream; NPY, NPZ and safetensors arrays are read whole (in their stored type, converted to
+/// f32 once) and served from memory.
 pub fn open_source(path: &Path, opts: &OpenOptions) -> Result<Box<dyn Source>> {
-    Ok(Box::new(crate::open_with(path, opts)?))
+    use crate::Format;
+    Ok(match crate::format_of(path)? {
+        Format::Idx => Box::new(crate::idx::open_stream(path, opts)?),
+        Format::Cifar => Box::new(crate::cifar::open_stream(path, opts.cifar, opts)?),
+        Format::ImageFolder => Box::new(crate::folder::open_stream(path, false, opts)?),
+        Format::Csv => Box::new(crate::folder::open_stream(path, true, opts)?),
+        Format::Npz | Format::Npy | Format::Safetensors => Box::new(crate::open_with(path, opts)?),
+    })
 }

@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 
 use candle_core::{Device, Tensor};
 use gauntlet_datasets::{
-    center_crop_chw, input_files, open, open_with, samples, CifarKind, DataLayout, ImageSet, OpenOptions, Resize,
+    center_crop_chw, input_files, open, open_source, open_with, samples, CifarKind, DataLayout, ImageSet, OpenOptions,
+    Resize, Source,
 };
 use ndarray::{Array1, Array4};
 use ndarray_npy::{NpzWriter, WriteNpyExt};
@@ -529,4 +530,98 @@ fn numpy_archives_stored_and_compressed() {
             assert_eq!(set.image(i), shipped.image(i), "{name}: image {i}");
         }
     }
+}
+
+/// `open_source` serves the images and labels `open_with` loads, bit for bit, whatever the order
+/// of the reads (forwards, backwards, overlapping) and through `select`.
+fn assert_streams_like_memory(path: &Path, opts: &OpenOptions) {
+    let whole = open_with(path, opts).unwrap();
+    let s = open_source(path, opts).unwrap();
+    let n = whole.labels.len();
+    assert_eq!((s.labels(), s.shape(), s.source()), (&whole.labels[..], whole.shape, &whole.source[..]));
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    for r in [0..n, n / 2..n, 0..1, n / 3..2 * n / 3, n - 1..n, 0..n / 2] {
+        let got = s.read(r.clone()).unwrap();
+        let per = whole.per_image();
+        assert_eq!(bits(&got.images), bits(&whole.images[r.start * per..r.end * per]), "{}: {r:?}", path.display());
+        assert_eq!(got.labels, whole.labels[r].to_vec());
+    }
+    let mut idx: Vec<usize> = (0..n).rev().step_by(2).collect();
+    idx.push(0);
+    let picked = s.select(&idx).unwrap();
+    assert_eq!(bits(&picked.images), bits(&whole.select(&idx).images), "{}: select", path.display());
+    assert!(s.read(0..n + 1).is_err());
+}
+
+#[test]
+fn streaming_sources_read_what_the_loaders_read() {
+    let d = tmpdir("streaming");
+    let plain = OpenOptions::default();
+    let fitted =
+        OpenOptions { resize: Some(Resize::ShorterSide(14)), center_crop: Some([12, 12]), ..Default::default() };
+    // IDX: the shipped gzip pair, and raw files.
+    let mnist = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/mnist-test-1k");
+    assert_streams_like_memory(&mnist, &plain);
+    assert_streams_like_memory(&mnist, &fitted);
+    write_idx(&d, "train-", 37, false);
+    assert_streams_like_memory(&d.join("train-images-idx3-ubyte"), &plain);
+    // CIFAR: one batch, and a folder of training batches read as one.
+    let c = d.join("cifar");
+    std::fs::create_dir_all(&c).unwrap();
+    std::fs::write(c.join("data_batch_1.bin"), cifar_bytes(&[&[3], &[0], &[9]], 0)).unwrap();
+    std::fs::write(c.join("data_batch_2.bin"), cifar_bytes(&[&[1], &[2]], 3)).unwrap();
+    assert_streams_like_memory(&c.join("data_batch_1.bin"), &plain);
+    assert_streams_like_memory(&c, &plain);
+    assert_streams_like_memory(&c, &fitted);
+    // Image folders (the shipped CIFAR-10 PNGs) and a CSV list.
+    let pngs = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/cifar10-sample");
+    assert_streams_like_memory(&pngs, &plain);
+    assert_streams_like_memory(&pngs, &OpenOptions { resize: Some(Resize::Exact([20, 24])), ..Default::default() });
+    write_gray(&d.join("g.png"), 3, 4, |x, y| (x * 40 + y * 3) as u8);
+    write_rgb(&d.join("c.png"), 3, 4, rgb_pattern(2));
+    std::fs::write(d.join("list.csv"), "g.png,1\nc.png,2\ng.png,3\n").unwrap();
+    assert_streams_like_memory(&d.join("list.csv"), &plain);
+    // Arrays are served from memory.
+    let npz = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/golden/npz/mnist8_compressed.npz");
+    assert_streams_like_memory(&npz, &plain);
+}
+
+#[test]
+fn a_streaming_source_reads_the_file_when_asked_not_before() {
+    let d = tmpdir("streaming-lazy");
+    write_idx(&d, "t10k-", 20_000, false);
+    let path = d.join("t10k-images-idx3-ubyte");
+    let s = open_source(&path, &OpenOptions::default()).unwrap();
+    assert_eq!(s.len(), 20_000);
+    // Change the last image on disk after opening: the source must see the new bytes.
+    let mut bytes = std::fs::read(&path).unwrap();
+    let at = bytes.len() - 4;
+    bytes[at..].copy_from_slice(&[255, 0, 255, 0]);
+    std::fs::write(&path, &bytes).unwrap();
+    assert_eq!(s.read(19_999..20_000).unwrap().images, vec![1.0, 0.0, 1.0, 0.0]);
+    // A file cut short after opening is an error naming it, not a panic.
+    std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
+    let e = s.read(19_000..19_010).unwrap_err().to_string();
+    assert!(e.contains("t10k-images-idx3-ubyte") && e.contains("truncated"), "{e}");
+}
+
+#[test]
+fn streaming_sources_refuse_what_the_loaders_refuse() {
+    let d = tmpdir("streaming-bad");
+    write_idx(&d, "t10k-", 5, false);
+    let path = d.join("t10k-images-idx3-ubyte");
+    let bytes = std::fs::read(&path).unwrap();
+    std::fs::write(&path, &bytes[..bytes.len() - 1]).unwrap();
+    let a = open_with(&path, &OpenOptions::default()).unwrap_err().to_string();
+    let b = open_source(&path, &OpenOptions::default()).err().unwrap().to_string();
+    assert_eq!(a, b);
+    let cifar = d.join("test_batch.bin");
+    std::fs::write(&cifar, &cifar_bytes(&[&[3], &[0]], 0)[..5000]).unwrap();
+    let a = open_with(&cifar, &OpenOptions::default()).unwrap_err().to_string();
+    let b = open_source(&cifar, &OpenOptions::default()).err().unwrap().to_string();
+    assert_eq!(a, b);
+    std::fs::write(&cifar, cifar_bytes(&[&[3], &[0], &[12]], 0)).unwrap();
+    let a = open_with(&cifar, &OpenOptions::default()).unwrap_err().to_string();
+    let b = open_source(&cifar, &OpenOptions::default()).err().unwrap().to_string();
+    assert_eq!(a, b);
 }
