@@ -67,7 +67,14 @@ fn the_shipped_model_is_batch_invariant() {
 
 #[test]
 fn onnx_models_are_batch_invariant() {
-    for file in ["mnist_cnn.onnx", "resnet_cifar.onnx", "mobilenet_block.onnx", "nhwc_input.onnx", "dynamic_hw.onnx", "vit_block.onnx"] {
+    for file in [
+        "mnist_cnn.onnx",
+        "resnet_cifar.onnx",
+        "mobilenet_block.onnx",
+        "nhwc_input.onnx",
+        "dynamic_hw.onnx",
+        "vit_block.onnx",
+    ] {
         let path = Path::new("tests/golden/onnx").join(file);
         let opts =
             LoadOptions { input_shape: (file == "dynamic_hw.onnx").then_some([3, 20, 20]), ..Default::default() };

@@ -58,26 +58,8 @@ fn wait_for_parts(child: &mut Child, dir: &Path, n: usize) -> bool {
     true
 }
 
-/// A report's numbers: everything but timings, the run's settings and provenance.
 fn numbers(dir: &Path) -> Value {
-    let mut r = json(&dir.join("report.json"));
-    let o = r.as_object_mut().unwrap();
-    o.remove("run");
-    o.remove("provenance");
-    strip_timings(&mut r);
-    r
-}
-
-fn strip_timings(v: &mut Value) {
-    match v {
-        Value::Object(m) => {
-            m.remove("time_s");
-            m.remove("samples_per_second");
-            m.values_mut().for_each(strip_timings);
-        }
-        Value::Array(a) => a.iter_mut().for_each(strip_timings),
-        _ => {}
-    }
+    common::report_numbers(dir)
 }
 
 fn samples(dir: &Path) -> String {

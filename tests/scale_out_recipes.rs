@@ -34,24 +34,8 @@ fn path_with_gauntlet() -> String {
     format!("{}:{}", bin_dir().display(), std::env::var("PATH").unwrap_or_default())
 }
 
-/// The report's numbers, without timings and the run's settings.
 fn numbers(dir: &Path) -> Value {
-    let mut r = json(&dir.join("report.json"));
-    r.as_object_mut().unwrap().remove("run");
-    r.as_object_mut().unwrap().remove("provenance");
-    fn strip(v: &mut Value) {
-        match v {
-            Value::Object(m) => {
-                m.remove("time_s");
-                m.remove("samples_per_second");
-                m.values_mut().for_each(strip);
-            }
-            Value::Array(a) => a.iter_mut().for_each(strip),
-            _ => {}
-        }
-    }
-    strip(&mut r);
-    r
+    common::report_numbers(dir)
 }
 
 /// The list items under the first `args:` after `after` in a manifest.

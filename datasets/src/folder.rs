@@ -193,22 +193,19 @@ pub(crate) fn open_stream(path: &Path, csv: bool, opts: &OpenOptions) -> Result<
     crate::stream::Files::new(path, entries, opts)
 }
 
+/// One image file, decoded.
+pub(crate) fn decode(p: &Path) -> Result<DynamicImage> {
+    image::ImageReader::open(p)
+        .map_err(|e| io(p, e))?
+        .with_guessed_format()
+        .map_err(|e| io(p, e))?
+        .decode()
+        .map_err(|e| DatasetError::Format { path: p.into(), message: format!("cannot decode the image ({e})") })
+}
+
 /// Decodes the images, picks 1 or 3 channels, resizes/crops and stacks them.
 fn load(source: &Path, entries: &[(PathBuf, u32)], opts: &OpenOptions) -> Result<ImageSet> {
-    let decoded = entries
-        .iter()
-        .map(|(p, _)| {
-            image::ImageReader::open(p)
-                .map_err(|e| io(p, e))?
-                .with_guessed_format()
-                .map_err(|e| io(p, e))?
-                .decode()
-                .map_err(|e| DatasetError::Format {
-                    path: p.clone(),
-                    message: format!("cannot decode the image ({e})"),
-                })
-        })
-        .collect::<Result<Vec<DynamicImage>>>()?;
+    let decoded = entries.iter().map(|(p, _)| decode(p)).collect::<Result<Vec<DynamicImage>>>()?;
     let gray = decoded.iter().all(|d| !d.color().has_color());
     let mut images = Vec::new();
     let mut shape: Option<([usize; 3], &Path)> = None;

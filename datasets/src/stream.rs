@@ -192,12 +192,7 @@ impl Files {
     }
 
     fn decode(&self, p: &Path) -> Result<(Vec<f32>, [usize; 3])> {
-        let img: DynamicImage = image::ImageReader::open(p)
-            .map_err(|e| io(p, e))?
-            .with_guessed_format()
-            .map_err(|e| io(p, e))?
-            .decode()
-            .map_err(|e| DatasetError::Format { path: p.into(), message: format!("cannot decode the image ({e})") })?;
+        let img: DynamicImage = crate::folder::decode(p)?;
         let (h, w) = (img.height() as usize, img.width() as usize);
         let (chw, c) = if self.gray {
             (img.to_luma32f().into_raw(), 1)

@@ -54,6 +54,29 @@ pub fn write(dir: &Path, name: &str, text: &str) -> String {
     p.to_str().unwrap().to_string()
 }
 
+/// The numbers of the report in `dir`: everything but timings, the run's settings and
+/// provenance, which differ between two runs of one evaluation.
+pub fn report_numbers(dir: &Path) -> Value {
+    let mut r = json(&dir.join("report.json"));
+    let o = r.as_object_mut().unwrap();
+    o.remove("run");
+    o.remove("provenance");
+    strip_timings(&mut r);
+    r
+}
+
+fn strip_timings(v: &mut Value) {
+    match v {
+        Value::Object(m) => {
+            m.remove("time_s");
+            m.remove("samples_per_second");
+            m.values_mut().for_each(strip_timings);
+        }
+        Value::Array(a) => a.iter_mut().for_each(strip_timings),
+        _ => {}
+    }
+}
+
 /// A JSON file.
 pub fn json(path: &Path) -> Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
