@@ -385,6 +385,25 @@ fn cases(d: &Path) -> Vec<Case> {
             needles: vec![s("report.json")],
         },
         Case {
+            name: "a shard index beyond the count",
+            args: flags(&["--shard", "4/4"]),
+            needles: vec![s("--shard 4/4")],
+        },
+        Case { name: "zero shards", args: flags(&["--shards", "0"]), needles: vec![s("--shards 0")] },
+        Case {
+            name: "a gate on one shard",
+            args: flags(&["--shard", "0/2", "--gate", "docs/gate.example.toml"]),
+            needles: vec![s("--gate"), s("merge")],
+        },
+        Case {
+            name: "a merge of a folder that is not a shard",
+            args: ["merge", &p(&d.to_path_buf()), "--report-dir", &p(&d.join("merged"))]
+                .iter()
+                .map(|a| a.to_string())
+                .collect(),
+            needles: vec![s("not a shard")],
+        },
+        Case {
             name: "a report folder that is a file",
             args: flags(&["--report-dir", &common::write(d, "afile", "x")]),
             needles: vec![s("afile")],

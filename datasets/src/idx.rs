@@ -34,7 +34,13 @@ pub(crate) fn open_stream(path: &Path, opts: &crate::OpenOptions) -> Result<crat
         std::fs::File::open(&images).map_err(|e| DatasetError::Io { path: images.clone(), message: e.to_string() })?;
     let mut reader: Box<dyn Read> = if gzip { Box::new(flate2::read::GzDecoder::new(file)) } else { Box::new(file) };
     let mut head = [0u8; 4];
-    reader.read_exact(&mut head).map_err(|_| fmt("not an IDX file (bad magic number)".into()))?;
+    reader.read_exact(&mut head).map_err(|e| {
+        if gzip {
+            fmt(format!("corrupt gzip data, or no IDX header in it ({e})"))
+        } else {
+            fmt("not an IDX file (bad magic number)".into())
+        }
+    })?;
     if head[0] != 0 || head[1] != 0 {
         return Err(fmt("not an IDX file (bad magic number)".into()));
     }
@@ -43,8 +49,15 @@ pub(crate) fn open_stream(path: &Path, opts: &crate::OpenOptions) -> Result<crat
     }
     let nd = head[3] as usize;
     let mut raw_dims = vec![0u8; 4 * nd];
-    if nd == 0 || reader.read_exact(&mut raw_dims).is_err() {
+    if nd == 0 {
         return Err(fmt("truncated IDX header".into()));
+    }
+    if let Err(e) = reader.read_exact(&mut raw_dims) {
+        return Err(fmt(if gzip {
+            format!("corrupt gzip data, or a truncated IDX header in it ({e})")
+        } else {
+            "truncated IDX header".into()
+        }));
     }
     let dims: Vec<usize> =
         raw_dims.chunks_exact(4).map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]) as usize).collect();
