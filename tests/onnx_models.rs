@@ -64,6 +64,11 @@ fn load(name: &str, opts: &LoadOptions) -> Result<OnnxModel, ModelError> {
 /// Logits against PyTorch and onnxruntime, CE and margin input gradients against PyTorch.
 fn check_architecture(name: &str) {
     let model = load(name, &LoadOptions::default()).unwrap();
+    // These numbers come from the compiled plan; the node-by-node executor is checked against
+    // it in compiled_plan.rs.
+    if let Err(why) = model.executor() {
+        panic!("{name} is not compiled: {why}");
+    }
     let g = Golden::read(name);
     let x = g.get("x");
     let logits = model.logits(x).unwrap();

@@ -24,12 +24,12 @@ pub struct ConvParams {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Dims {
     pub(crate) n: usize,
-    c: usize,
-    h: usize,
-    w: usize,
+    pub(crate) c: usize,
+    pub(crate) h: usize,
+    pub(crate) w: usize,
     pub(crate) o: usize,
-    kh: usize,
-    kw: usize,
+    pub(crate) kh: usize,
+    pub(crate) kw: usize,
     pub(crate) oh: usize,
     pub(crate) ow: usize,
     pub(crate) p: ConvParams,
@@ -77,7 +77,7 @@ impl Dims {
     /// Output positions `lo..hi` along an axis whose input index `o·stride + k·dilation − padding`
     /// falls inside `0..size`.
     #[inline]
-    fn valid(&self, k: usize, size: usize, out: usize) -> (usize, usize) {
+    pub(crate) fn valid(&self, k: usize, size: usize, out: usize) -> (usize, usize) {
         let (s, off) = (self.p.stride, k * self.p.dilation);
         let lo = if self.p.padding > off { (self.p.padding - off).div_ceil(s) } else { 0 };
         let hi = if size + self.p.padding > off { ((size - 1 + self.p.padding - off) / s + 1).min(out) } else { 0 };

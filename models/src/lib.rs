@@ -5,6 +5,7 @@ pub mod classifier;
 pub mod conv;
 pub mod cpu_ops;
 pub mod device;
+pub mod engine;
 mod error;
 mod fused;
 mod kernel;

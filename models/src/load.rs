@@ -19,6 +19,9 @@ pub struct LoadOptions {
     pub input_shape: Option<[usize; 3]>,
     /// ONNX: keep a final Softmax instead of reading the logits before it.
     pub keep_softmax: bool,
+    /// ONNX: run the graph node by node through candle (the reference executor) instead of the
+    /// compiled plan.
+    pub node_by_node: bool,
     pub preprocess: Preprocess,
 }
 

@@ -48,6 +48,7 @@ impl GraphOpts {
             output_name: self.output_name.clone(),
             input_shape,
             keep_softmax: self.keep_softmax,
+            node_by_node: self.node_by_node,
             ..Default::default()
         })
     }

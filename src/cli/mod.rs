@@ -94,6 +94,10 @@ pub struct GraphOpts {
     /// recommended: cross-entropy on probabilities masks gradients).
     #[arg(long)]
     pub keep_softmax: bool,
+    /// ONNX: run the graph node by node through candle instead of the compiled plan (slower; the
+    /// reference the plan is tested against).
+    #[arg(long)]
+    pub node_by_node: bool,
 }
 
 #[derive(clap::Args, Debug)]

@@ -218,6 +218,25 @@ impl Graph {
 
     /// Evaluates the graph on `feeds` and returns the values named in `wanted`.
     pub fn run(&self, feeds: &[(&str, Tensor)], wanted: &[&str]) -> Result<Vec<Tensor>> {
+        let env = self.evaluate(feeds)?;
+        wanted
+            .iter()
+            .map(|w| {
+                env.get(w)
+                    .or_else(|| self.consts.get(*w))
+                    .cloned()
+                    .ok_or_else(|| onnx_err(&self.path, format!("the graph computes no value named `{w}`")))
+            })
+            .collect()
+    }
+
+    /// The nodes that run on every call (those not folded into constants), in order.
+    pub fn step_nodes(&self) -> impl Iterator<Item = &Node> {
+        self.steps.iter().map(|s| &self.nodes[s.node])
+    }
+
+    /// Every value the steps compute from `feeds`, by name (the feeds included).
+    pub fn evaluate<'a>(&'a self, feeds: &[(&'a str, Tensor)]) -> Result<HashMap<&'a str, Tensor>> {
         let mut env: HashMap<&str, Tensor> = feeds.iter().map(|(n, t)| (*n, t.clone())).collect();
         for step in &self.steps {
             let node = &self.nodes[step.node];
@@ -244,15 +263,7 @@ impl Graph {
                 }
             }
         }
-        wanted
-            .iter()
-            .map(|w| {
-                env.get(w)
-                    .or_else(|| self.consts.get(*w))
-                    .cloned()
-                    .ok_or_else(|| onnx_err(&self.path, format!("the graph computes no value named `{w}`")))
-            })
-            .collect()
+        Ok(env)
     }
 
     pub fn device(&self) -> &Device {

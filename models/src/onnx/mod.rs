@@ -1,4 +1,5 @@
-//! The ONNX executor: parse (pure Rust, `prost`), prepare once, run many times on candle ops with
+//! The ONNX model: parse (pure Rust, `prost`), prepare once, run many times — through the compiled
+//! plan of [`crate::engine`] where it covers the graph, otherwise node by node on candle ops with
 //! the input gradient from candle's autograd. See docs/ONNX.md.
 
 pub mod builder;
@@ -16,7 +17,8 @@ use std::path::Path;
 
 use candle_core::{DType, Device, Tensor};
 
-use crate::{Classifier, LoadOptions, ModelError, Result};
+use crate::engine::Engine;
+use crate::{autograd_loss_and_grad, objective, Classifier, Goal, LoadOptions, Loss, LossGrad, ModelError, Result};
 
 /// The files a model reads: the .onnx file and the external data files its initializers name.
 pub fn files(path: &Path) -> Result<Vec<std::path::PathBuf>> {
@@ -51,6 +53,8 @@ pub struct OnnxModel {
     per_sample: bool,
     notes: Vec<String>,
     blockers: Vec<(String, String)>,
+    /// The compiled plan, or why the graph runs node by node.
+    engine: std::result::Result<Engine, String>,
 }
 
 fn err(path: &Path, message: impl Into<String>) -> ModelError {
@@ -144,8 +148,10 @@ impl OnnxModel {
             per_sample: false,
             notes,
             blockers,
+            engine: Err(String::new()),
         };
         model.probe(path)?;
+        model.engine = if opts.node_by_node { Err("node by node, as asked".into()) } else { model.compile() };
         Ok(model)
     }
 
@@ -262,6 +268,52 @@ impl OnnxModel {
         Ok(())
     }
 
+    /// Compiles the graph and checks the plan against the node-by-node executor on the probe's
+    /// inputs; any refusal or disagreement leaves the model running node by node.
+    fn compile(&self) -> std::result::Result<Engine, String> {
+        if self.per_sample {
+            return Err("the graph fixes its batch size".into());
+        }
+        if self.dtype != DType::F32 {
+            return Err("the graph computes in float64".into());
+        }
+        if !self.graph.device().is_cpu() {
+            return Err("compiled kernels run on the CPU".into());
+        }
+        let [c, h, w] = self.input_shape;
+        let sample = if self.flat_input { vec![c * h * w] } else { vec![c, h, w] };
+        let engine = crate::engine::compile(&self.graph, &self.input, &self.output, &sample)?;
+        if engine.output_len() != self.classes {
+            return Err(format!(
+                "the plan gives {} logits per sample, the graph {}",
+                engine.output_len(),
+                self.classes
+            ));
+        }
+        let n = c * h * w;
+        let values: Vec<f32> = (0..3 * n).map(|i| ((i * 104729 + 7) % 997) as f32 / 997.0).collect();
+        let x = Tensor::from_vec(values.clone(), (3, c, h, w), self.graph.device()).map_err(|e| e.to_string())?;
+        let reference =
+            self.run_batch(&x).and_then(|y| Ok(y.flatten_all()?.to_vec1::<f32>()?)).map_err(|e| e.to_string())?;
+        let compiled = engine.forward(3, &values);
+        let scale = reference.iter().fold(1f32, |m, v| m.max(v.abs()));
+        let worst = reference.iter().zip(&compiled).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+        if !(worst <= 1e-4 * scale) {
+            return Err(format!("the plan's logits differ from the graph's by {worst:e}"));
+        }
+        Ok(engine)
+    }
+
+    /// The compiled plan, when it can take `x`.
+    fn plan(&self, x: &Tensor) -> Option<&Engine> {
+        self.engine.as_ref().ok().filter(|_| x.device().is_cpu() && !x.track_op())
+    }
+
+    /// Which executor runs the model: the compiled plan with its kernels, or node by node and why.
+    pub fn executor(&self) -> std::result::Result<&Engine, &str> {
+        self.engine.as_ref().map_err(|s| s.as_str())
+    }
+
     fn run_batch(&self, x: &Tensor) -> Result<Tensor> {
         let n = x.dims()[0];
         let x = x.to_dtype(self.dtype)?;
@@ -293,8 +345,50 @@ impl OnnxModel {
     }
 }
 
+/// The logits, the per-sample objective and its gradient with respect to the logits, computed
+/// through candle's autograd on the (n, k) logits alone.
+fn seed(logits: &[f32], n: usize, goal: &Goal, loss: Loss) -> Result<(Tensor, Vec<f32>)> {
+    let z = Tensor::from_slice(logits, (n, logits.len() / n.max(1)), &Device::Cpu)?;
+    let var = candle_core::Var::from_tensor(&z)?;
+    let per_sample = objective(var.as_tensor(), goal, loss)?;
+    let grads = per_sample.sum_all()?.backward()?;
+    let g = grads.get(var.as_tensor()).ok_or(ModelError::GradientMissing)?;
+    Ok((per_sample.detach(), g.flatten_all()?.to_vec1::<f32>()?))
+}
+
 impl Classifier for OnnxModel {
+    fn loss_and_grad(&self, x: &Tensor, goal: &Goal, loss: Loss) -> Result<LossGrad> {
+        let Some(engine) = self.plan(x) else { return autograd_loss_and_grad(self, x, goal, loss) };
+        let n = x.dims()[0];
+        let xs = x.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+        let mut per_sample = None;
+        let (logits, grad) = engine.forward_backward(n, &xs, |z| match seed(z, n, goal, loss) {
+            Ok((l, g)) => {
+                per_sample = Some(Ok(l));
+                g
+            }
+            Err(e) => {
+                per_sample = Some(Err(e));
+                vec![0.0; z.len()]
+            }
+        });
+        let per_sample = per_sample.expect("the seed ran")?;
+        let k = logits.len() / n.max(1);
+        Ok(LossGrad {
+            loss: per_sample.to_dtype(x.dtype())?,
+            logits: Tensor::from_vec(logits, (n, k), x.device())?.to_dtype(x.dtype())?,
+            grad: Tensor::from_vec(grad, x.dims(), x.device())?.to_dtype(x.dtype())?,
+        })
+    }
+
     fn logits(&self, x: &Tensor) -> Result<Tensor> {
+        if let Some(engine) = self.plan(x) {
+            let n = x.dims()[0];
+            let xs = x.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+            let y = engine.forward(n, &xs);
+            let k = y.len() / n.max(1);
+            return Ok(Tensor::from_vec(y, (n, k), x.device())?.to_dtype(x.dtype())?);
+        }
         let y = if self.per_sample {
             let parts = (0..x.dims()[0]).map(|i| self.run_batch(&x.narrow(0, i, 1)?)).collect::<Result<Vec<_>>>()?;
             Tensor::cat(&parts, 0)?

@@ -1,0 +1,128 @@
+//! Products: a data matrix times a constant weight (Gemm, MatMul with a constant right-hand
+//! side) with bias and activation in the epilogue, and the batched product of two data values
+//! (attention's q·kᵀ and p·v).
+
+use rayon::prelude::*;
+
+use super::{chunks_opt, few, scratch_a, Act};
+use crate::kernel::gemm_rows;
+
+pub(crate) struct Dense {
+    /// Input features K and output features M.
+    pub(crate) k: usize,
+    pub(crate) m: usize,
+    /// (K, M), row-major.
+    pub(crate) w: Vec<f32>,
+    pub(crate) bias: Vec<f32>,
+    pub(crate) act: Act,
+    /// Rows of the input per sample (1 for Gemm; the token count for a transformer's MatMul).
+    pub(crate) rows: usize,
+}
+
+impl Dense {
+    pub(crate) fn describe(&self) -> String {
+        format!("dense {}→{} ×{} rows{}", self.k, self.m, self.rows, self.act.name())
+    }
+
+    pub(crate) fn flops(&self) -> f64 {
+        2.0 * (self.rows * self.k * self.m) as f64
+    }
+
+    pub(crate) fn forward(&self, n: usize, x: &[&[f32]], y: &mut [f32]) {
+        let rows = n * self.rows;
+        let m = self.m;
+        let y = &mut y[..rows * m];
+        gemm_rows(rows, m, self.k, y, false, (x[0], self.k as isize, 1), (&self.w, m as isize, 1));
+        let act = self.act;
+        y.par_chunks_mut(m * 64).for_each(|block| {
+            for row in block.chunks_mut(m) {
+                row.iter_mut().zip(&self.bias).for_each(|(v, &b)| *v = act.apply(*v + b));
+            }
+        });
+    }
+
+    pub(crate) fn backward(&self, n: usize, y: &[f32], dy: &[f32], dx: &mut [Option<&mut [f32]>]) {
+        let Some(dx) = dx[0].as_deref_mut() else { return };
+        let rows = n * self.rows;
+        let len = rows * self.m;
+        let grad = |dz: &[f32], dx: &mut [f32]| {
+            gemm_rows(rows, self.k, self.m, dx, true, (dz, self.m as isize, 1), (&self.w, 1, self.m as isize));
+        };
+        if self.act == Act::None {
+            grad(&dy[..len], dx);
+        } else {
+            scratch_a(len, |dz| {
+                dz.iter_mut().zip(dy.iter().zip(y)).for_each(|(z, (&g, &v))| *z = g * self.act.slope(v));
+                grad(dz, dx)
+            });
+        }
+    }
+}
+
+/// A (…, M, K) · B (…, K, N) for two data values with the same leading dimensions.
+pub(crate) struct BatchMatMul {
+    pub(crate) m: usize,
+    pub(crate) k: usize,
+    pub(crate) n: usize,
+    /// Products per sample.
+    pub(crate) items: usize,
+}
+
+fn gemm1(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: &mut [f32],
+    acc: bool,
+    lhs: (&[f32], isize, isize),
+    rhs: (&[f32], isize, isize),
+) {
+    crate::kernel::gemm(m, n, k, dst, acc, lhs, rhs, gemm::Parallelism::None)
+}
+
+impl BatchMatMul {
+    pub(crate) fn describe(&self) -> String {
+        format!("batched matmul {}×{}·{}×{} ×{}", self.m, self.k, self.k, self.n, self.items)
+    }
+
+    pub(crate) fn flops(&self) -> f64 {
+        2.0 * (self.items * self.m * self.k * self.n) as f64
+    }
+
+    pub(crate) fn forward(&self, n: usize, x: &[&[f32]], y: &mut [f32]) {
+        let (m, k, nn) = (self.m, self.k, self.n);
+        let (a, b) = (x[0], x[1]);
+        let total = n * self.items;
+        y[..total * m * nn].par_chunks_mut(m * nn).enumerate().for_each(|(i, yi)| {
+            let ai = &a[i * m * k..][..m * k];
+            let bi = &b[i * k * nn..][..k * nn];
+            gemm1(m, nn, k, yi, false, (ai, k as isize, 1), (bi, nn as isize, 1));
+        });
+    }
+
+    pub(crate) fn backward(&self, n: usize, x: &[&[f32]], dy: &[f32], dx: &mut [Option<&mut [f32]>]) {
+        let (m, k, nn) = (self.m, self.k, self.n);
+        let (a, b) = (x[0], x[1]);
+        let total = n * self.items;
+        let (da, db) = dx.split_at_mut(1);
+        let dac = chunks_opt(da[0].as_deref_mut(), m * k, total);
+        let dbc = chunks_opt(db[0].as_deref_mut(), k * nn, total);
+        let one = |i: usize, da: Option<&mut [f32]>, db: Option<&mut [f32]>| {
+            let g = &dy[i * m * nn..][..m * nn];
+            if let Some(da) = da {
+                // dA (m×k) += dY (m×n) · Bᵀ (n×k)
+                gemm1(m, k, nn, da, true, (g, nn as isize, 1), (&b[i * k * nn..], 1, nn as isize));
+            }
+            if let Some(db) = db {
+                // dB (k×n) += Aᵀ (k×m) · dY (m×n)
+                gemm1(k, nn, m, db, true, (&a[i * m * k..], 1, k as isize), (g, nn as isize, 1));
+            }
+        };
+        let work: Vec<_> = dac.into_iter().zip(dbc).enumerate().collect();
+        if few(total) {
+            work.into_iter().for_each(|(i, (p, q))| one(i, p, q));
+        } else {
+            work.into_par_iter().for_each(|(i, (p, q))| one(i, p, q));
+        }
+    }
+}
