@@ -87,6 +87,11 @@ impl Dims {
 
 /// One sample's one group: col (ck × ohw) from x (C × H × W).
 pub(crate) fn im2col<T: Elem>(d: &Dims, x: &[T], g: usize, col: &mut [T]) {
+    im2col_ld(d, x, g, col, d.ohw())
+}
+
+/// [`im2col`] into rows `ld` apart (the columns of several samples side by side).
+pub(crate) fn im2col_ld<T: Elem>(d: &Dims, x: &[T], g: usize, col: &mut [T], ld: usize) {
     let (cg, ohw, s) = (d.cg(), d.ohw(), d.p.stride);
     for cc in 0..cg {
         let plane = &x[(g * cg + cc) * d.h * d.w..][..d.h * d.w];
@@ -94,7 +99,7 @@ pub(crate) fn im2col<T: Elem>(d: &Dims, x: &[T], g: usize, col: &mut [T]) {
             let (ylo, yhi) = d.valid(i, d.h, d.oh);
             for j in 0..d.kw {
                 let (xlo, xhi) = d.valid(j, d.w, d.ow);
-                let row = &mut col[((cc * d.kh + i) * d.kw + j) * ohw..][..ohw];
+                let row = &mut col[((cc * d.kh + i) * d.kw + j) * ld..][..ohw];
                 row[..ylo * d.ow].fill(T::default());
                 row[yhi * d.ow..].fill(T::default());
                 for oy in ylo..yhi {
@@ -122,6 +127,11 @@ pub(crate) fn im2col<T: Elem>(d: &Dims, x: &[T], g: usize, col: &mut [T]) {
 
 /// Adds col (ck × ohw) back into dx (C × H × W) for group g.
 pub(crate) fn col2im<T: Elem>(d: &Dims, col: &[T], g: usize, dx: &mut [T]) {
+    col2im_ld(d, col, d.ohw(), g, dx)
+}
+
+/// [`col2im`] from rows `ld` apart.
+pub(crate) fn col2im_ld<T: Elem>(d: &Dims, col: &[T], ld: usize, g: usize, dx: &mut [T]) {
     let (cg, ohw, s) = (d.cg(), d.ohw(), d.p.stride);
     for cc in 0..cg {
         let plane = &mut dx[(g * cg + cc) * d.h * d.w..][..d.h * d.w];
@@ -129,7 +139,7 @@ pub(crate) fn col2im<T: Elem>(d: &Dims, col: &[T], g: usize, dx: &mut [T]) {
             let (ylo, yhi) = d.valid(i, d.h, d.oh);
             for j in 0..d.kw {
                 let (xlo, xhi) = d.valid(j, d.w, d.ow);
-                let row = &col[((cc * d.kh + i) * d.kw + j) * ohw..][..ohw];
+                let row = &col[((cc * d.kh + i) * d.kw + j) * ld..][..ohw];
                 if xhi == xlo {
                     continue;
                 }

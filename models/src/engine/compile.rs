@@ -32,6 +32,21 @@ enum Kind {
     Const(Tensor),
     /// Shapes and other values only the node-by-node executor needs.
     Meta,
+    /// The output of a layout operator that moves the batch off the first axis (attention's
+    /// (3, N, heads, T, d) q/k/v stack): not materialized; the layout operators after it read
+    /// through it. Its element indices at batch 2 (1 + base + element, 0 for zero) and the data
+    /// buffers they point into.
+    Deferred(Tensor, Vec<Source>),
+}
+
+/// A data buffer a layout operator reads: its buffer, the first index of its elements in the
+/// operator's index space, and its elements at batch 2 and per sample.
+#[derive(Clone, Copy)]
+struct Source {
+    buf: usize,
+    base: usize,
+    len2: usize,
+    len: usize,
 }
 
 /// A value's shape as a function of the batch size n: (a·n, rest…).
@@ -103,7 +118,7 @@ pub(crate) fn compile(graph: &Graph, input: &str, output: &str, sample: &[usize]
 
     for node in graph.step_nodes() {
         let kinds: Vec<Option<Kind>> = node.inputs.iter().map(|i| cx.kind(i)).collect();
-        let data = kinds.iter().any(|k| matches!(k, Some(Kind::Data(_) | Kind::Repeat(_))));
+        let data = kinds.iter().any(|k| matches!(k, Some(Kind::Data(_) | Kind::Repeat(_) | Kind::Deferred(..))));
         if !data {
             for o in node.outputs.iter().filter(|o| !o.is_empty()) {
                 cx.classify(node, o)?;
@@ -216,6 +231,7 @@ impl<'g> Cx<'g> {
     fn data(&self, node: &Node, i: usize) -> Res<usize> {
         match node.inputs.get(i).and_then(|n| self.kind(n)) {
             Some(Kind::Data(b) | Kind::Repeat(b)) => Ok(b),
+            Some(Kind::Deferred(..)) => Err(format!("input {i} does not have the batch on its first axis")),
             _ => Err(format!("input {i} is not computed from the image")),
         }
     }
@@ -241,10 +257,6 @@ impl<'g> Cx<'g> {
         self.steps.push(Step { op, inputs, output: b, nodes: vec![node.name.clone()], rows });
         self.kinds.insert(name.clone(), Kind::Data(b));
         Ok(())
-    }
-
-    fn alias(&mut self, node: &Node, buf: usize) {
-        self.kinds.insert(node.outputs[0].clone(), Kind::Data(buf));
     }
 }
 
@@ -503,7 +515,7 @@ fn gemm(cx: &mut Cx, node: &Node) -> Res<()> {
     if s.rest != [k] {
         return Err(format!("A of shape {:?} for a {k}×{m} weight", s.sample()));
     }
-    cx.emit(node, Op::Dense(Dense { k, m, w: wk, bias, act: Act::None, rows: s.a }), vec![x], 1)
+    cx.emit(node, Op::Dense(Dense::new(k, m, wk, bias, s.a)), vec![x], 1)
 }
 
 fn matmul(cx: &mut Cx, node: &Node) -> Res<()> {
@@ -516,7 +528,7 @@ fn matmul(cx: &mut Cx, node: &Node) -> Res<()> {
                 return Err(format!("{:?} · {:?}", sa.sample(), w.dims()));
             }
             let rows = sa.len() / k;
-            let op = Dense { k, m, w: f32s(&w)?, bias: vec![0.0; m], act: Act::None, rows };
+            let op = Dense::new(k, m, f32s(&w)?, vec![0.0; m], rows);
             cx.emit(node, Op::Dense(op), vec![a], 1)
         }
         Some(Kind::Data(b) | Kind::Repeat(b)) => {
@@ -637,31 +649,41 @@ fn layout(cx: &mut Cx, node: &Node) -> Res<()> {
     }
     let def = ops::lookup(&node.op).ok_or("no operator")?;
     let mut inputs = Vec::new();
-    let mut data = Vec::new(); // (buffer, base, len at batch 2, len per sample)
+    let mut data: Vec<Source> = Vec::new();
     let mut base = 0usize;
     for name in &node.inputs {
         match cx.kind(name) {
             None => inputs.push(None),
             Some(Kind::Data(b) | Kind::Repeat(b)) => {
                 let dims = cx.two[name.as_str()].dims().to_vec();
-                let len: usize = dims.iter().product();
+                let len2: usize = dims.iter().product();
                 inputs.push(Some(indices(&dims, base, &cx.cpu)?));
-                data.push((b, base, len, cx.lens[b]));
-                base += len;
+                data.push(Source { buf: b, base, len2, len: cx.lens[b] });
+                base += len2;
+            }
+            Some(Kind::Deferred(t, sources)) => {
+                // Re-based into this operator's index space.
+                let v: Vec<f32> = f32s(&t)?.into_iter().map(|x| if x == 0.0 { 0.0 } else { x + base as f32 }).collect();
+                inputs.push(Some(Tensor::from_vec(v, t.dims(), &cx.cpu).map_err(e)?));
+                let span = sources.iter().map(|s| s.base + s.len2).max().unwrap_or(0);
+                for s in sources {
+                    data.push(Source { base: s.base + base, ..s });
+                }
+                base += span;
             }
             Some(Kind::Const(t)) => inputs.push(Some(t)),
             Some(Kind::Meta) => inputs.push(Some(cx.two[name.as_str()].clone())),
         }
-    }
-    if base >= 1 << 24 {
-        return Err("too many elements for an index map".into());
     }
     let outs = (def.run)(&cx.ctx(node), &inputs).map_err(e)?;
     for (k, (name, t)) in node.outputs.iter().zip(outs).enumerate() {
         if name.is_empty() || (node.op == "Dropout" && k > 0) {
             continue;
         }
-        let out = cx.shape(name)?;
+        let Ok(out) = cx.shape(name) else {
+            cx.kinds.insert(name.clone(), Kind::Deferred(t, data.clone()));
+            continue;
+        };
         let v = f32s(&t)?;
         if v.len() != 2 * out.len() {
             return Err(format!("output `{name}` has {} elements, expected {}", v.len(), 2 * out.len()));
@@ -676,9 +698,9 @@ fn layout(cx: &mut Cx, node: &Node) -> Res<()> {
                     if x.fract() != 0.0 || x < 0.0 || g >= base {
                         return Err("an output element that is not a copy of an input element".into());
                     }
-                    let j = data.iter().rposition(|d| d.1 <= g).ok_or("bad index")?;
-                    let (_, b0, _, l) = data[j];
-                    let local = (g - b0).checked_sub(s * l).filter(|&i| i < l).ok_or("samples mix")?;
+                    let j = data.iter().rposition(|d| d.base <= g).ok_or("bad index")?;
+                    let d = data[j];
+                    let local = (g - d.base).checked_sub(s * d.len).filter(|&i| i < d.len).ok_or("samples mix")?;
                     (j as u16, local as u32)
                 };
                 if s == 0 {
@@ -689,16 +711,21 @@ fn layout(cx: &mut Cx, node: &Node) -> Res<()> {
                 }
             }
         }
-        let identity = data.len() == 1
-            && out.len() == data[0].3
+        // Inputs that the map never reads are not inputs of the kernel.
+        let used: Vec<usize> = (0..data.len()).filter(|&j| which.contains(&(j as u16))).collect();
+        let renumber: Vec<u16> =
+            (0..data.len()).map(|j| used.iter().position(|&u| u == j).map_or(ZERO, |p| p as u16)).collect();
+        which.iter_mut().filter(|w| **w != ZERO).for_each(|w| *w = renumber[*w as usize]);
+        let identity = used.len() == 1
+            && out.len() == data[used[0]].len
             && which.iter().all(|&w| w == 0)
             && index.iter().enumerate().all(|(e, &i)| i as usize == e);
-        if identity && k == 0 {
-            cx.alias(node, data[0].0);
+        if identity {
+            cx.kinds.insert(name.clone(), Kind::Data(data[used[0]].buf));
             continue;
         }
-        let in_lens = data.iter().map(|d| d.3).collect();
-        let bufs = data.iter().map(|d| d.0).collect();
+        let in_lens = used.iter().map(|&j| data[j].len).collect();
+        let bufs = used.iter().map(|&j| data[j].buf).collect();
         cx.emit_output(node, k, Op::Gather(Gather { which, index, in_lens }), bufs, 1)?;
     }
     Ok(())

@@ -153,6 +153,14 @@ impl Engine {
         input: usize,
         output: usize,
     ) -> Engine {
+        let mut steps = steps;
+        for step in &mut steps {
+            match &mut step.op {
+                Op::Conv(c) => c.prepare(),
+                Op::Dense(d) => d.prepare(),
+                _ => {}
+            }
+        }
         Engine { steps, lens, needs_grad, input, output, workspace: Mutex::new(Workspace::default()) }
     }
 
@@ -186,23 +194,27 @@ impl Engine {
         ws
     }
 
-    fn run_forward(&self, ws: &mut Workspace, n: usize, x: &[f32]) {
+    fn run_forward(&self, ws: &mut Workspace, n: usize, x: &[f32], mut times: Option<&mut [(f64, f64)]>) {
         let il = self.lens[self.input];
         ws.values[self.input][..n * il].copy_from_slice(&x[..n * il]);
-        for step in &self.steps {
+        for (k, step) in self.steps.iter().enumerate() {
+            let start = times.is_some().then(std::time::Instant::now);
             let mut out = std::mem::take(&mut ws.values[step.output]);
             {
                 let ins: Vec<&[f32]> = step.inputs.iter().map(|&i| &ws.values[i][..n * self.lens[i]]).collect();
                 step.forward(n, &ins, &mut out[..n * self.lens[step.output]]);
             }
             ws.values[step.output] = out;
+            if let (Some(t), Some(start)) = (times.as_deref_mut(), start) {
+                t[k].0 += start.elapsed().as_secs_f64();
+            }
         }
     }
 
     /// Logits (n × output_len) for `n` samples laid out one after another in `x`.
     pub fn forward(&self, n: usize, x: &[f32]) -> Vec<f32> {
         let mut ws = self.workspace(n);
-        self.run_forward(&mut ws, n, x);
+        self.run_forward(&mut ws, n, x, None);
         ws.values[self.output][..n * self.output_len()].to_vec()
     }
 
@@ -213,8 +225,26 @@ impl Engine {
         x: &[f32],
         dlogits: impl FnOnce(&[f32]) -> Vec<f32>,
     ) -> (Vec<f32>, Vec<f32>) {
+        self.pass(n, x, dlogits, None)
+    }
+
+    /// One forward + input-gradient pass (gradient of the sum of the logits) with the time spent
+    /// in each kernel: (kernel, forward seconds, backward seconds), in plan order.
+    pub fn profile(&self, n: usize, x: &[f32]) -> Vec<(String, f64, f64)> {
+        let mut times = vec![(0.0, 0.0); self.steps.len()];
+        self.pass(n, x, |z| vec![1.0; z.len()], Some(&mut times));
+        self.describe().into_iter().zip(times).map(|(d, (f, b))| (d, f, b)).collect()
+    }
+
+    fn pass(
+        &self,
+        n: usize,
+        x: &[f32],
+        dlogits: impl FnOnce(&[f32]) -> Vec<f32>,
+        mut times: Option<&mut [(f64, f64)]>,
+    ) -> (Vec<f32>, Vec<f32>) {
         let mut ws = self.workspace(n);
-        self.run_forward(&mut ws, n, x);
+        self.run_forward(&mut ws, n, x, times.as_deref_mut());
         let ol = self.output_len();
         let logits = ws.values[self.output][..n * ol].to_vec();
         let seed = dlogits(&logits);
@@ -225,10 +255,11 @@ impl Engine {
         }
         ws.grads[self.output][..n * ol].copy_from_slice(&seed);
         let ws = &mut *ws;
-        for step in self.steps.iter().rev() {
+        for (k, step) in self.steps.iter().enumerate().rev() {
             if !self.needs_grad[step.output] {
                 continue;
             }
+            let start = times.is_some().then(std::time::Instant::now);
             let dy = std::mem::take(&mut ws.grads[step.output]);
             // The gradient buffers of the inputs, taken out (an input named twice gets a
             // temporary buffer for its second use).
@@ -261,6 +292,9 @@ impl Engine {
                 } else {
                     ws.grads[i] = t;
                 }
+            }
+            if let (Some(t), Some(start)) = (times.as_deref_mut(), start) {
+                t[k].1 += start.elapsed().as_secs_f64();
             }
         }
         let il = self.lens[self.input];

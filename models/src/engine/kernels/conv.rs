@@ -4,8 +4,9 @@
 
 use rayon::prelude::*;
 
+use super::sgemm::{self, gemm_packed, gemm_packed_par, pack_a, pack_b_at, packed_b_len};
 use super::{chunks_opt, few, scratch_a, scratch_b, Act};
-use crate::conv::{col2im, im2col, Dims};
+use crate::conv::{col2im, col2im_ld, im2col, Dims};
 
 /// Which loop nest runs the convolution.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,6 +28,8 @@ pub(crate) struct Conv {
     /// A second input of the output's shape is added before the activation.
     pub(crate) residual: bool,
     pub(crate) form: Form,
+    /// The weights packed for [`sgemm`], per group: forward (og × ck) and transposed (ck × og).
+    packed: Option<(Vec<Vec<f32>>, Vec<Vec<f32>>)>,
 }
 
 fn gemm(
@@ -53,7 +56,130 @@ impl Conv {
             Form::General
         };
         let bias = bias.unwrap_or_else(|| vec![0.0; d.o]);
-        Conv { d, w, bias, act: Act::None, residual: false, form }
+        Conv { d, w, bias, act: Act::None, residual: false, form, packed: None }
+    }
+
+    /// Packs the weights for the AVX-512 products, once the plan is final.
+    pub(crate) fn prepare(&mut self) {
+        if !sgemm::available() || self.form == Form::Depthwise {
+            return;
+        }
+        let (ck, og) = (self.d.ck(), self.d.og());
+        let groups = self.d.p.groups;
+        let fwd = (0..groups).map(|g| pack_a(&self.w[g * og * ck..], ck, 1, og, ck)).collect();
+        let bwd = (0..groups).map(|g| pack_a(&self.w[g * og * ck..], 1, ck, ck, og)).collect();
+        self.packed = Some((fwd, bwd));
+    }
+
+    /// Samples whose columns go through one product: about 256 columns, so that the weights
+    /// are read once for several samples where the images are small.
+    fn group(&self) -> usize {
+        (256 / self.d.ohw()).clamp(1, 64)
+    }
+
+    /// The forward pass of samples `first..` into `ys` (theirs, one after another) through the
+    /// packed products; `par` splits each product's columns among the threads.
+    fn forward_packed(&self, x: &[f32], r: Option<&[f32]>, first: usize, ys: &mut [f32], par: bool) {
+        let d = &self.d;
+        let (ck, og, ohw, il, ol) = (d.ck(), d.og(), d.ohw(), d.in_len(), d.out_len());
+        let (fwd, _) = self.packed.as_ref().expect("packed");
+        let cnt = ys.len() / ol;
+        let ncol = cnt * ohw;
+        let pl = packed_b_len(ck, ncol);
+        scratch_a(pl + og * ncol, |buf| {
+            let (packed, c) = buf.split_at_mut(pl);
+            for g in 0..d.p.groups {
+                for s in 0..cnt {
+                    let xs = &x[(first + s) * il..][..il];
+                    if self.form == Form::Pointwise {
+                        pack_b_at(xs, ohw, ck, ohw, packed, s * ohw);
+                    } else {
+                        scratch_b(ck * ohw, |col| {
+                            im2col(d, xs, g, col);
+                            pack_b_at(col, ohw, ck, ohw, packed, s * ohw);
+                        });
+                    }
+                }
+                if par {
+                    gemm_packed_par(og, ncol, ck, &fwd[g], packed, c, ncol, false);
+                } else {
+                    gemm_packed(og, ncol, ck, &fwd[g], packed, c, ncol, false);
+                }
+                for s in 0..cnt {
+                    for o in 0..og {
+                        ys[s * ol + (g * og + o) * ohw..][..ohw].copy_from_slice(&c[o * ncol + s * ohw..][..ohw]);
+                    }
+                }
+            }
+        });
+        for (s, y) in ys.chunks_mut(ol).enumerate() {
+            self.epilogue(y, r.map(|r| &r[(first + s) * ol..][..ol]));
+        }
+    }
+
+    /// The backward pass of samples `first..` through the packed products: `dxs` and `drs` are
+    /// theirs (one after another).
+    #[allow(clippy::too_many_arguments)]
+    fn backward_packed(
+        &self,
+        y: &[f32],
+        dy: &[f32],
+        first: usize,
+        cnt: usize,
+        dxs: Option<&mut [f32]>,
+        drs: Option<&mut [f32]>,
+        par: bool,
+    ) {
+        let d = &self.d;
+        let (ck, og, ohw, il, ol, o) = (d.ck(), d.og(), d.ohw(), d.in_len(), d.out_len(), d.o);
+        let (_, bwd) = self.packed.as_ref().expect("packed");
+        let ncol = cnt * ohw;
+        let pl = packed_b_len(og, ncol);
+        scratch_a(o * ncol + pl + ck * ncol, |buf| {
+            let (dz, rest) = buf.split_at_mut(o * ncol);
+            let (packed, col) = rest.split_at_mut(pl);
+            // dz (O × ncol): the gradient before the activation, samples side by side.
+            for s in 0..cnt {
+                let (ys, dys) = (&y[(first + s) * ol..][..ol], &dy[(first + s) * ol..][..ol]);
+                for c in 0..o {
+                    let dst = &mut dz[c * ncol + s * ohw..][..ohw];
+                    let (yr, gr) = (&ys[c * ohw..][..ohw], &dys[c * ohw..][..ohw]);
+                    match self.act {
+                        Act::None => dst.copy_from_slice(gr),
+                        act => dst.iter_mut().zip(gr.iter().zip(yr)).for_each(|(z, (&g, &v))| *z = g * act.slope(v)),
+                    }
+                }
+            }
+            if let Some(dr) = drs {
+                for s in 0..cnt {
+                    for c in 0..o {
+                        dr[s * ol + c * ohw..][..ohw]
+                            .iter_mut()
+                            .zip(&dz[c * ncol + s * ohw..][..ohw])
+                            .for_each(|(a, &b)| *a += b);
+                    }
+                }
+            }
+            let Some(dx) = dxs else { return };
+            for g in 0..d.p.groups {
+                pack_b_at(&dz[g * og * ncol..], ncol, og, ncol, packed, 0);
+                if par {
+                    gemm_packed_par(ck, ncol, og, &bwd[g], packed, col, ncol, false);
+                } else {
+                    gemm_packed(ck, ncol, og, &bwd[g], packed, col, ncol, false);
+                }
+                for s in 0..cnt {
+                    let dxs = &mut dx[s * il..][..il];
+                    if self.form == Form::Pointwise {
+                        for c in 0..ck {
+                            dxs[c * ohw..][..ohw].iter_mut().zip(&col[c * ncol + s * ohw..][..ohw]).for_each(|(a, &b)| *a += b);
+                        }
+                    } else {
+                        col2im_ld(d, &col[s * ohw..], ncol, g, dxs);
+                    }
+                }
+            }
+        });
     }
 
     /// Folds `y·s + t` per output channel (a batch norm after the convolution) into the weights.
@@ -190,6 +316,18 @@ impl Conv {
     pub(crate) fn forward(&self, n: usize, x: &[&[f32]], y: &mut [f32]) {
         let (il, ol) = (self.d.in_len(), self.d.out_len());
         let r = self.residual.then(|| x[1]);
+        if self.packed.is_some() {
+            let g = self.group();
+            let tasks = n.div_ceil(g);
+            let par = tasks < rayon::current_num_threads();
+            let work = |(t, ys): (usize, &mut [f32])| self.forward_packed(x[0], r, t * g, ys, par);
+            if par {
+                y[..n * ol].chunks_mut(g * ol).enumerate().for_each(work);
+            } else {
+                y[..n * ol].par_chunks_mut(g * ol).enumerate().for_each(work);
+            }
+            return;
+        }
         let one = |s: usize, ys: &mut [f32], par| {
             self.sample(&x[0][s * il..][..il], ys, par);
             self.epilogue(ys, r.map(|r| &r[s * ol..][..ol]));
@@ -223,6 +361,24 @@ impl Conv {
     pub(crate) fn backward(&self, n: usize, y: &[f32], dy: &[f32], dx: &mut [Option<&mut [f32]>]) {
         let (il, ol) = (self.d.in_len(), self.d.out_len());
         let (first, rest) = dx.split_at_mut(1);
+        if self.packed.is_some() {
+            let g = self.group();
+            let tasks = n.div_ceil(g);
+            let par = tasks < rayon::current_num_threads();
+            let dxc = chunks_opt(first[0].as_deref_mut(), g * il, tasks);
+            let drc = chunks_opt(if self.residual { rest[0].as_deref_mut() } else { None }, g * ol, tasks);
+            let work: Vec<_> = dxc.into_iter().zip(drc).enumerate().collect();
+            let one = |(t, (dxs, drs)): (usize, (Option<&mut [f32]>, Option<&mut [f32]>))| {
+                let cnt = g.min(n - t * g);
+                self.backward_packed(y, dy, t * g, cnt, dxs, drs, par)
+            };
+            if par {
+                work.into_iter().for_each(one);
+            } else {
+                work.into_par_iter().for_each(one);
+            }
+            return;
+        }
         let dxc = chunks_opt(first[0].as_deref_mut(), il, n);
         let drc = chunks_opt(if self.residual { rest[0].as_deref_mut() } else { None }, ol, n);
         let one = |s: usize, dxs: Option<&mut [f32]>, drs: Option<&mut [f32]>, par| {

@@ -4,6 +4,7 @@
 
 use rayon::prelude::*;
 
+use super::sgemm::{self, gemm_packed, pack_a, pack_b_at, packed_b_len, MR};
 use super::{chunks_opt, few, scratch_a, Act};
 use crate::kernel::gemm_rows;
 
@@ -17,9 +18,43 @@ pub(crate) struct Dense {
     pub(crate) act: Act,
     /// Rows of the input per sample (1 for Gemm; the token count for a transformer's MatMul).
     pub(crate) rows: usize,
+    /// W (K × M) and Wᵀ (M × K) packed as right-hand sides for [`sgemm`].
+    pub(crate) packed: Option<(Vec<f32>, Vec<f32>)>,
+}
+
+/// Rows per task of the packed products.
+const ROWS: usize = 8 * MR;
+
+/// y (rows × n) [+]= x (rows × k) · B (packed), in blocks of [`ROWS`] rows in parallel.
+fn rows_product(rows: usize, n: usize, k: usize, x: &[f32], b: &[f32], y: &mut [f32], acc: bool) {
+    y[..rows * n].par_chunks_mut(ROWS * n).enumerate().for_each(|(t, yb)| {
+        let r = yb.len() / n;
+        let pa = pack_a(&x[t * ROWS * k..], k, 1, r, k);
+        gemm_packed(r, n, k, &pa, b, yb, n, acc);
+    });
+}
+
+fn pack_b_full(src: &[f32], k: usize, n: usize) -> Vec<f32> {
+    let mut out = vec![0.0; packed_b_len(k, n)];
+    pack_b_at(src, n, k, n, &mut out, 0);
+    out
 }
 
 impl Dense {
+    pub(crate) fn new(k: usize, m: usize, w: Vec<f32>, bias: Vec<f32>, rows: usize) -> Dense {
+        Dense { k, m, w, bias, act: Act::None, rows, packed: None }
+    }
+
+    /// Packs the weights for the AVX-512 products, once the plan is final.
+    pub(crate) fn prepare(&mut self) {
+        if !sgemm::available() {
+            return;
+        }
+        let (k, m) = (self.k, self.m);
+        let wt: Vec<f32> = (0..m * k).map(|i| self.w[(i % k) * m + i / k]).collect();
+        self.packed = Some((pack_b_full(&self.w, k, m), pack_b_full(&wt, m, k)));
+    }
+
     pub(crate) fn describe(&self) -> String {
         format!("dense {}→{} ×{} rows{}", self.k, self.m, self.rows, self.act.name())
     }
@@ -32,7 +67,10 @@ impl Dense {
         let rows = n * self.rows;
         let m = self.m;
         let y = &mut y[..rows * m];
-        gemm_rows(rows, m, self.k, y, false, (x[0], self.k as isize, 1), (&self.w, m as isize, 1));
+        match &self.packed {
+            Some((w, _)) => rows_product(rows, m, self.k, x[0], w, y, false),
+            None => gemm_rows(rows, m, self.k, y, false, (x[0], self.k as isize, 1), (&self.w, m as isize, 1)),
+        }
         let act = self.act;
         y.par_chunks_mut(m * 64).for_each(|block| {
             for row in block.chunks_mut(m) {
@@ -45,8 +83,9 @@ impl Dense {
         let Some(dx) = dx[0].as_deref_mut() else { return };
         let rows = n * self.rows;
         let len = rows * self.m;
-        let grad = |dz: &[f32], dx: &mut [f32]| {
-            gemm_rows(rows, self.k, self.m, dx, true, (dz, self.m as isize, 1), (&self.w, 1, self.m as isize));
+        let grad = |dz: &[f32], dx: &mut [f32]| match &self.packed {
+            Some((_, wt)) => rows_product(rows, self.k, self.m, dz, wt, dx, true),
+            None => gemm_rows(rows, self.k, self.m, dx, true, (dz, self.m as isize, 1), (&self.w, 1, self.m as isize)),
         };
         if self.act == Act::None {
             grad(&dy[..len], dx);

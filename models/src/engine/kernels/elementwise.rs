@@ -31,10 +31,10 @@ impl UnaryFn {
             UnaryFn::Sigmoid => 1.0 / (1.0 + (-x).exp()),
             UnaryFn::HardSigmoid(a, b) => (a * x + b).clamp(0.0, 1.0),
             UnaryFn::HardSwish => x * (x / 6.0 + 0.5).clamp(0.0, 1.0),
-            UnaryFn::Erf => libm::erf(x as f64) as f32,
+            UnaryFn::Erf => libm::erff(x),
             UnaryFn::Tanh => x.tanh(),
             UnaryFn::Neg => -x,
-            UnaryFn::Gelu => (0.5 * x as f64 * (1.0 + libm::erf(x as f64 / std::f64::consts::SQRT_2))) as f32,
+            UnaryFn::Gelu => 0.5 * x * (1.0 + libm::erff(x * std::f32::consts::FRAC_1_SQRT_2)),
         }
     }
 
@@ -63,14 +63,13 @@ impl UnaryFn {
                     x / 3.0 + 0.5
                 }
             }
-            UnaryFn::Erf => (std::f64::consts::FRAC_2_SQRT_PI * (-(x as f64) * x as f64).exp()) as f32,
+            UnaryFn::Erf => std::f32::consts::FRAC_2_SQRT_PI * (-x * x).exp(),
             UnaryFn::Tanh => 1.0 - y * y,
             UnaryFn::Neg => -1.0,
             UnaryFn::Gelu => {
-                let x = x as f64;
-                let cdf = 0.5 * (1.0 + libm::erf(x / std::f64::consts::SQRT_2));
-                let pdf = (-0.5 * x * x).exp() / (2.0 * std::f64::consts::PI).sqrt();
-                (cdf + x * pdf) as f32
+                // Φ(x) + x·φ(x)
+                let cdf = 0.5 * (1.0 + libm::erff(x * std::f32::consts::FRAC_1_SQRT_2));
+                cdf + x * (-0.5 * x * x).exp() * 0.398_942_3
             }
         }
     }
@@ -182,7 +181,29 @@ fn fetch(o: &Operand, x: Option<&[f32]>, e: usize) -> f32 {
     }
 }
 
+/// `y[e] = a[e] ∘ b[e]` over slices, one loop per operation.
+#[inline(always)]
+fn zip_op(op: BinOp, y: &mut [f32], a: &[f32], b: &[f32]) {
+    let it = y.iter_mut().zip(a.iter().zip(b));
+    match op {
+        BinOp::Add => it.for_each(|(y, (&a, &b))| *y = a + b),
+        BinOp::Sub => it.for_each(|(y, (&a, &b))| *y = a - b),
+        BinOp::Mul => it.for_each(|(y, (&a, &b))| *y = a * b),
+        BinOp::Div => it.for_each(|(y, (&a, &b))| *y = a / b),
+    }
+}
+
 impl Binary {
+    /// The operand of `slot` for one sample as a slice of the output's length, when it needs no
+    /// index map.
+    fn direct<'a>(&'a self, slot: usize, xs: Option<&'a [f32]>) -> Option<&'a [f32]> {
+        match if slot == 0 { &self.a } else { &self.b } {
+            Operand::Data(None) => xs,
+            Operand::Const(c) => Some(c),
+            Operand::Data(Some(_)) => None,
+        }
+    }
+
     pub(crate) fn forward(&self, n: usize, x: &[&[f32]], y: &mut [f32]) {
         let len = self.len;
         let (mut next, mut inputs) = (0, [None, None]);
@@ -195,22 +216,17 @@ impl Binary {
         y[..n * len].par_chunks_mut(len).enumerate().for_each(|(s, ys)| {
             let xa = inputs[0].map(|(v, l)| &v[s * l..][..l]);
             let xb = inputs[1].map(|(v, l)| &v[s * l..][..l]);
-            match (self.op, &self.a, &self.b) {
-                // The common cases without indirection.
-                (BinOp::Add, Operand::Data(None), Operand::Data(None)) => {
-                    ys.iter_mut().zip(xa.unwrap().iter().zip(xb.unwrap())).for_each(|(y, (&a, &b))| *y = a + b)
-                }
-                _ => {
-                    for (e, y) in ys.iter_mut().enumerate() {
-                        let (a, b) = (fetch(&self.a, xa, e), fetch(&self.b, xb, e));
-                        *y = match self.op {
-                            BinOp::Add => a + b,
-                            BinOp::Sub => a - b,
-                            BinOp::Mul => a * b,
-                            BinOp::Div => a / b,
-                        };
-                    }
-                }
+            if let (Some(a), Some(b)) = (self.direct(0, xa), self.direct(1, xb)) {
+                return zip_op(self.op, ys, a, b);
+            }
+            for (e, y) in ys.iter_mut().enumerate() {
+                let (a, b) = (fetch(&self.a, xa, e), fetch(&self.b, xb, e));
+                *y = match self.op {
+                    BinOp::Add => a + b,
+                    BinOp::Sub => a - b,
+                    BinOp::Mul => a * b,
+                    BinOp::Div => a / b,
+                };
             }
         });
     }
@@ -243,6 +259,20 @@ impl Binary {
                 let xo = other_input.map(|j| &x[j][s * self.in_lens[j]..][..self.in_lens[j]]);
                 let xs = &this_input[s * il..][..il];
                 let o = operand(other);
+                if let (None, Some(ov)) = (map, self.direct(other, xo)) {
+                    // Same shape as the output, the other operand a slice.
+                    let it = ds.iter_mut().zip(g);
+                    match (self.op, slot) {
+                        (BinOp::Add, _) | (BinOp::Sub, 0) => it.for_each(|(d, &g)| *d += g),
+                        (BinOp::Sub, _) => it.for_each(|(d, &g)| *d -= g),
+                        (BinOp::Mul, _) => it.zip(ov).for_each(|((d, &g), &b)| *d += g * b),
+                        (BinOp::Div, 0) => it.zip(ov).for_each(|((d, &g), &b)| *d += g / b),
+                        (BinOp::Div, _) => {
+                            it.zip(ov.iter().zip(xs)).for_each(|((d, &g), (&a, &b))| *d -= g * a / (b * b))
+                        }
+                    }
+                    return;
+                }
                 for e in 0..len {
                     let t = match map {
                         None => e,

@@ -13,6 +13,7 @@ pub(crate) mod elementwise;
 pub(crate) mod gather;
 pub(crate) mod norm;
 pub(crate) mod pool;
+pub(crate) mod sgemm;
 
 /// An activation applied in a kernel's epilogue, whose derivative is read off its output.
 #[derive(Debug, Clone, Copy, PartialEq)]
