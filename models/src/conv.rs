@@ -92,34 +92,43 @@ pub(crate) fn im2col<T: Elem>(d: &Dims, x: &[T], g: usize, col: &mut [T]) {
 
 /// [`im2col`] into rows `ld` apart (the columns of several samples side by side).
 pub(crate) fn im2col_ld<T: Elem>(d: &Dims, x: &[T], g: usize, col: &mut [T], ld: usize) {
-    let (cg, ohw, s) = (d.cg(), d.ohw(), d.p.stride);
+    let ohw = d.ohw();
+    im2col_rows(d, x, g, |r, fill| fill(&mut col[r * ld..][..ohw]));
+}
+
+/// The rows of one sample's one group's column matrix, one at a time: `each(r, fill)` is called
+/// for row r in order, and `fill(row)` writes its `ohw` values into `row`.
+pub(crate) fn im2col_rows<T: Elem>(d: &Dims, x: &[T], g: usize, mut each: impl FnMut(usize, &dyn Fn(&mut [T]))) {
+    let (cg, s) = (d.cg(), d.p.stride);
     for cc in 0..cg {
         let plane = &x[(g * cg + cc) * d.h * d.w..][..d.h * d.w];
         for i in 0..d.kh {
             let (ylo, yhi) = d.valid(i, d.h, d.oh);
             for j in 0..d.kw {
                 let (xlo, xhi) = d.valid(j, d.w, d.ow);
-                let row = &mut col[((cc * d.kh + i) * d.kw + j) * ld..][..ohw];
-                row[..ylo * d.ow].fill(T::default());
-                row[yhi * d.ow..].fill(T::default());
-                for oy in ylo..yhi {
-                    let iy = oy * s + i * d.p.dilation - d.p.padding;
-                    let src = &plane[iy * d.w..][..d.w];
-                    let dst = &mut row[oy * d.ow..][..d.ow];
-                    dst[..xlo].fill(T::default());
-                    dst[xhi..].fill(T::default());
-                    if xhi == xlo {
-                        continue;
-                    }
-                    let ix0 = (xlo * s + j * d.p.dilation) - d.p.padding;
-                    if s == 1 {
-                        dst[xlo..xhi].copy_from_slice(&src[ix0..ix0 + (xhi - xlo)]);
-                    } else {
-                        for (n, v) in dst[xlo..xhi].iter_mut().enumerate() {
-                            *v = src[ix0 + n * s];
+                let fill = |row: &mut [T]| {
+                    row[..ylo * d.ow].fill(T::default());
+                    row[yhi * d.ow..].fill(T::default());
+                    for oy in ylo..yhi {
+                        let iy = oy * s + i * d.p.dilation - d.p.padding;
+                        let src = &plane[iy * d.w..][..d.w];
+                        let dst = &mut row[oy * d.ow..][..d.ow];
+                        dst[..xlo].fill(T::default());
+                        dst[xhi..].fill(T::default());
+                        if xhi == xlo {
+                            continue;
+                        }
+                        let ix0 = (xlo * s + j * d.p.dilation) - d.p.padding;
+                        if s == 1 {
+                            dst[xlo..xhi].copy_from_slice(&src[ix0..ix0 + (xhi - xlo)]);
+                        } else {
+                            for (n, v) in dst[xlo..xhi].iter_mut().enumerate() {
+                                *v = src[ix0 + n * s];
+                            }
                         }
                     }
-                }
+                };
+                each((cc * d.kh + i) * d.kw + j, &fill);
             }
         }
     }

@@ -4,9 +4,22 @@
 
 use rayon::prelude::*;
 
+use super::sgemm::NR;
 use super::sgemm::{self, gemm_packed, gemm_packed_par, pack_a, pack_b_at, packed_b_len};
 use super::{chunks_opt, few, scratch_a, scratch_b, Act};
-use crate::conv::{col2im, col2im_ld, im2col, Dims};
+use crate::conv::{col2im, col2im_ld, im2col, im2col_rows, Dims};
+
+/// Row `r` (of `row.len()` columns from `col0`) of a packed B of depth `k`.
+fn pack_row(row: &[f32], packed: &mut [f32], k: usize, r: usize, col0: usize) {
+    let mut c = 0;
+    while c < row.len() {
+        let col = col0 + c;
+        let (p, lane) = (col / NR, col % NR);
+        let len = (NR - lane).min(row.len() - c);
+        packed[p * k * NR + r * NR + lane..][..len].copy_from_slice(&row[c..c + len]);
+        c += len;
+    }
+}
 
 /// Which loop nest runs the convolution.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,7 +99,9 @@ impl Conv {
         let cnt = ys.len() / ol;
         let ncol = cnt * ohw;
         let pl = packed_b_len(ck, ncol);
-        scratch_a(pl + og * ncol, |buf| {
+        // One sample: the product lands in its output directly.
+        let direct = cnt == 1;
+        scratch_a(pl + if direct { 0 } else { og * ncol }, |buf| {
             let (packed, c) = buf.split_at_mut(pl);
             for g in 0..d.p.groups {
                 for s in 0..cnt {
@@ -94,17 +109,27 @@ impl Conv {
                     if self.form == Form::Pointwise {
                         pack_b_at(xs, ohw, ck, ohw, packed, s * ohw);
                     } else {
-                        scratch_b(ck * ohw, |col| {
-                            im2col(d, xs, g, col);
-                            pack_b_at(col, ohw, ck, ohw, packed, s * ohw);
+                        // Each row of the column matrix straight into its panels.
+                        scratch_b(ohw, |row| {
+                            im2col_rows(d, xs, g, |r, fill| {
+                                fill(row);
+                                pack_row(row, packed, ck, r, s * ohw);
+                            })
                         });
                     }
                 }
-                if par {
-                    gemm_packed_par(og, ncol, ck, &fwd[g], packed, c, ncol, false);
-                } else {
-                    gemm_packed(og, ncol, ck, &fwd[g], packed, c, ncol, false);
+                let product = |dst: &mut [f32]| {
+                    if par {
+                        gemm_packed_par(og, ncol, ck, &fwd[g], packed, dst, ncol, false);
+                    } else {
+                        gemm_packed(og, ncol, ck, &fwd[g], packed, dst, ncol, false);
+                    }
+                };
+                if direct {
+                    product(&mut ys[g * og * ohw..][..og * ohw]);
+                    continue;
                 }
+                product(c);
                 for s in 0..cnt {
                     for o in 0..og {
                         ys[s * ol + (g * og + o) * ohw..][..ohw].copy_from_slice(&c[o * ncol + s * ohw..][..ohw]);
@@ -172,7 +197,10 @@ impl Conv {
                     let dxs = &mut dx[s * il..][..il];
                     if self.form == Form::Pointwise {
                         for c in 0..ck {
-                            dxs[c * ohw..][..ohw].iter_mut().zip(&col[c * ncol + s * ohw..][..ohw]).for_each(|(a, &b)| *a += b);
+                            dxs[c * ohw..][..ohw]
+                                .iter_mut()
+                                .zip(&col[c * ncol + s * ohw..][..ohw])
+                                .for_each(|(a, &b)| *a += b);
                         }
                     } else {
                         col2im_ld(d, &col[s * ohw..], ncol, g, dxs);

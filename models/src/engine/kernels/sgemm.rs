@@ -202,7 +202,13 @@ mod x86 {
             }
         }
         let m0: __mmask16 = if cols >= 16 { 0xFFFF } else { ((1u32 << cols) - 1) as u16 };
-        let m1: __mmask16 = if cols >= 32 { 0xFFFF } else if cols > 16 { ((1u32 << (cols - 16)) - 1) as u16 } else { 0 };
+        let m1: __mmask16 = if cols >= 32 {
+            0xFFFF
+        } else if cols > 16 {
+            ((1u32 << (cols - 16)) - 1) as u16
+        } else {
+            0
+        };
         for (r, sr) in s.iter().enumerate().take(rows) {
             let p = c.add(r * ldc);
             let (mut v0, mut v1) = (sr[0], sr[1]);
