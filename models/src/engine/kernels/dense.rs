@@ -4,8 +4,8 @@
 
 use rayon::prelude::*;
 
-use super::sgemm::{self, gemm_packed, pack_a, pack_b_at, packed_b_len, MR};
-use super::{chunks_opt, few, scratch_a, Act};
+use super::sgemm::{self, gemm_packed, pack_a_into, pack_b_at, packed_b_len, MR};
+use super::{chunks_opt, few, scratch_a, scratch_b, Act};
 use crate::kernel::gemm_rows;
 
 pub(crate) struct Dense {
@@ -29,8 +29,10 @@ const ROWS: usize = 8 * MR;
 fn rows_product(rows: usize, n: usize, k: usize, x: &[f32], b: &[f32], y: &mut [f32], acc: bool) {
     y[..rows * n].par_chunks_mut(ROWS * n).enumerate().for_each(|(t, yb)| {
         let r = yb.len() / n;
-        let pa = pack_a(&x[t * ROWS * k..], k, 1, r, k);
-        gemm_packed(r, n, k, &pa, b, yb, n, acc);
+        scratch_b(r.div_ceil(MR) * MR * k, |pa| {
+            pack_a_into(&x[t * ROWS * k..], k, 1, r, k, pa);
+            gemm_packed(r, n, k, pa, b, yb, n, acc);
+        });
     });
 }
 

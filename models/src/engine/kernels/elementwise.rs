@@ -86,6 +86,9 @@ impl Unary {
         let total = n * self.len;
         let f = self.f;
         y[..total].par_chunks_mut(CHUNK).zip(x[0][..total].par_chunks(CHUNK)).for_each(|(y, x)| {
+            if f == UnaryFn::Gelu {
+                return super::fastmath::gelu_forward(x, y);
+            }
             y.iter_mut().zip(x).for_each(|(y, &x)| *y = f.value(x));
         });
     }
@@ -99,6 +102,9 @@ impl Unary {
             .zip(x[0][..total].par_chunks(CHUNK))
             .zip(y[..total].par_chunks(CHUNK).zip(dy[..total].par_chunks(CHUNK)))
             .for_each(|((dx, x), (y, dy))| {
+                if f == UnaryFn::Gelu {
+                    return super::fastmath::gelu_backward(x, dy, dx);
+                }
                 for i in 0..dx.len() {
                     dx[i] += dy[i] * f.slope(x[i], y[i]);
                 }

@@ -10,6 +10,7 @@ use std::cell::RefCell;
 pub(crate) mod conv;
 pub(crate) mod dense;
 pub(crate) mod elementwise;
+pub(crate) mod fastmath;
 pub(crate) mod gather;
 pub(crate) mod norm;
 pub(crate) mod pool;

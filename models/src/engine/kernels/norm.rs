@@ -12,11 +12,7 @@ impl Softmax {
         let l = self.len;
         y[..rows * l].par_chunks_mut(l).zip(x[0].par_chunks(l)).for_each(|(y, x)| {
             let m = x.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
-            let mut sum = 0.0f32;
-            for (y, &x) in y.iter_mut().zip(x) {
-                *y = (x - m).exp();
-                sum += *y;
-            }
+            let sum = super::fastmath::exp_shifted(x, m, y);
             let inv = 1.0 / sum;
             y.iter_mut().for_each(|v| *v *= inv);
         });

@@ -33,8 +33,15 @@ pub(crate) fn available() -> bool {
 
 /// A packed as MR-row panels: `src` is (m × k) with (row stride, column stride).
 pub(crate) fn pack_a(src: &[f32], rs: usize, cs: usize, m: usize, k: usize) -> Vec<f32> {
+    let mut out = vec![0.0; m.div_ceil(MR) * k * MR];
+    pack_a_into(src, rs, cs, m, k, &mut out);
+    out
+}
+
+/// [`pack_a`] into `out` (at least `m.div_ceil(MR) · k · MR` long); padding rows are zeroed.
+pub(crate) fn pack_a_into(src: &[f32], rs: usize, cs: usize, m: usize, k: usize, out: &mut [f32]) {
     let panels = m.div_ceil(MR);
-    let mut out = vec![0.0; panels * k * MR];
+    out[..panels * k * MR].fill(0.0);
     for p in 0..panels {
         let dst = &mut out[p * k * MR..][..k * MR];
         for r in 0..MR.min(m - p * MR) {
@@ -44,7 +51,6 @@ pub(crate) fn pack_a(src: &[f32], rs: usize, cs: usize, m: usize, k: usize) -> V
             }
         }
     }
-    out
 }
 
 /// Length of B packed as NR-column panels.
