@@ -43,6 +43,21 @@ pub(crate) struct Conv {
     pub(crate) form: Form,
     /// The weights packed for [`sgemm`], per group: forward (og × ck) and transposed (ck × og).
     packed: Option<(Vec<Vec<f32>>, Vec<Vec<f32>>)>,
+    /// Depthwise: the kernel taps that touch the input, with their output rows and columns.
+    taps: Vec<Tap>,
+}
+
+/// One tap (i, j) of a depthwise kernel: output rows `ylo..yhi` and columns `xlo..xhi` read the
+/// input, from row `oy·stride + iy0` and column `ix0` + (ox − xlo)·stride.
+#[derive(Debug, Clone, Copy)]
+struct Tap {
+    k: usize,
+    ylo: usize,
+    yhi: usize,
+    xlo: usize,
+    xhi: usize,
+    iy0: isize,
+    ix0: usize,
 }
 
 fn gemm(
@@ -69,7 +84,19 @@ impl Conv {
             Form::General
         };
         let bias = bias.unwrap_or_else(|| vec![0.0; d.o]);
-        Conv { d, w, bias, act: Act::None, residual: false, form, packed: None }
+        let mut taps = Vec::new();
+        for i in 0..d.kh {
+            let (ylo, yhi) = d.valid(i, d.h, d.oh);
+            for j in 0..d.kw {
+                let (xlo, xhi) = d.valid(j, d.w, d.ow);
+                if yhi > ylo && xhi > xlo {
+                    let iy0 = (i * p.dilation) as isize - p.padding as isize;
+                    let ix0 = xlo * p.stride + j * p.dilation - p.padding;
+                    taps.push(Tap { k: i * d.kw + j, ylo, yhi, xlo, xhi, iy0, ix0 });
+                }
+            }
+        }
+        Conv { d, w, bias, act: Act::None, residual: false, form, packed: None, taps }
     }
 
     /// Packs the weights for the AVX-512 products, once the plan is final.
@@ -269,30 +296,24 @@ impl Conv {
 
     fn depthwise(&self, xs: &[f32], ys: &mut [f32]) {
         let d = &self.d;
-        let (h, w, oh, ow, s, dil, pad) = (d.h, d.w, d.oh, d.ow, d.p.stride, d.p.dilation, d.p.padding);
+        let (h, w, oh, ow, s) = (d.h, d.w, d.oh, d.ow, d.p.stride);
+        let kk = d.kh * d.kw;
         for c in 0..d.c {
             let plane = &xs[c * h * w..][..h * w];
             let out = &mut ys[c * oh * ow..][..oh * ow];
             out.fill(0.0);
-            let k = &self.w[c * d.kh * d.kw..][..d.kh * d.kw];
-            for i in 0..d.kh {
-                let (ylo, yhi) = d.valid(i, h, oh);
-                for j in 0..d.kw {
-                    let (xlo, xhi) = d.valid(j, w, ow);
-                    if xhi == xlo {
-                        continue;
-                    }
-                    let wv = k[i * d.kw + j];
-                    let ix0 = xlo * s + j * dil - pad;
-                    for oy in ylo..yhi {
-                        let iy = oy * s + i * dil - pad;
-                        let src = &plane[iy * w..][..w];
-                        let dst = &mut out[oy * ow + xlo..oy * ow + xhi];
-                        if s == 1 {
-                            dst.iter_mut().zip(&src[ix0..ix0 + (xhi - xlo)]).for_each(|(a, &b)| *a += wv * b);
-                        } else {
-                            dst.iter_mut().enumerate().for_each(|(t, a)| *a += wv * src[ix0 + t * s]);
-                        }
+            let k = &self.w[c * kk..][..kk];
+            for t in &self.taps {
+                let wv = k[t.k];
+                let n = t.xhi - t.xlo;
+                for oy in t.ylo..t.yhi {
+                    let iy = (oy * s) as isize + t.iy0;
+                    let src = &plane[iy as usize * w..][..w];
+                    let dst = &mut out[oy * ow + t.xlo..][..n];
+                    if s == 1 {
+                        dst.iter_mut().zip(&src[t.ix0..t.ix0 + n]).for_each(|(a, &b)| *a += wv * b);
+                    } else {
+                        dst.iter_mut().enumerate().for_each(|(u, a)| *a += wv * src[t.ix0 + u * s]);
                     }
                 }
             }
@@ -301,29 +322,23 @@ impl Conv {
 
     fn depthwise_input_grad(&self, dz: &[f32], dxs: &mut [f32]) {
         let d = &self.d;
-        let (h, w, oh, ow, s, dil, pad) = (d.h, d.w, d.oh, d.ow, d.p.stride, d.p.dilation, d.p.padding);
+        let (h, w, oh, ow, s) = (d.h, d.w, d.oh, d.ow, d.p.stride);
+        let kk = d.kh * d.kw;
         for c in 0..d.c {
             let plane = &mut dxs[c * h * w..][..h * w];
             let g = &dz[c * oh * ow..][..oh * ow];
-            let k = &self.w[c * d.kh * d.kw..][..d.kh * d.kw];
-            for i in 0..d.kh {
-                let (ylo, yhi) = d.valid(i, h, oh);
-                for j in 0..d.kw {
-                    let (xlo, xhi) = d.valid(j, w, ow);
-                    if xhi == xlo {
-                        continue;
-                    }
-                    let wv = k[i * d.kw + j];
-                    let ix0 = xlo * s + j * dil - pad;
-                    for oy in ylo..yhi {
-                        let iy = oy * s + i * dil - pad;
-                        let src = &g[oy * ow + xlo..oy * ow + xhi];
-                        let dst = &mut plane[iy * w..][..w];
-                        if s == 1 {
-                            dst[ix0..ix0 + src.len()].iter_mut().zip(src).for_each(|(a, &b)| *a += wv * b);
-                        } else {
-                            src.iter().enumerate().for_each(|(t, &b)| dst[ix0 + t * s] += wv * b);
-                        }
+            let k = &self.w[c * kk..][..kk];
+            for t in &self.taps {
+                let wv = k[t.k];
+                let n = t.xhi - t.xlo;
+                for oy in t.ylo..t.yhi {
+                    let iy = (oy * s) as isize + t.iy0;
+                    let src = &g[oy * ow + t.xlo..][..n];
+                    let dst = &mut plane[iy as usize * w..][..w];
+                    if s == 1 {
+                        dst[t.ix0..t.ix0 + n].iter_mut().zip(src).for_each(|(a, &b)| *a += wv * b);
+                    } else {
+                        src.iter().enumerate().for_each(|(u, &b)| dst[t.ix0 + u * s] += wv * b);
                     }
                 }
             }
