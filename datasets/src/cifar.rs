@@ -43,7 +43,7 @@ impl CifarKind {
 
     /// Decides the format of a batch file from its name and length (see the module docs).
     pub fn detect(name: &str, len: usize) -> CifarKind {
-        let fits = |k: CifarKind| len % k.record() == 0;
+        let fits = |k: CifarKind| len.is_multiple_of(k.record());
         match (fits(CifarKind::Cifar10), fits(CifarKind::Cifar100)) {
             (true, false) => CifarKind::Cifar10,
             (false, true) => CifarKind::Cifar100,
@@ -158,7 +158,7 @@ pub(crate) fn open_stream(
 /// A batch is a non-empty whole number of records.
 fn check_len(len: usize, kind: CifarKind, path: &Path) -> Result<()> {
     let record = kind.record();
-    if len == 0 || len % record != 0 {
+    if len == 0 || !len.is_multiple_of(record) {
         return Err(DatasetError::Format {
             path: path.into(),
             message: format!(

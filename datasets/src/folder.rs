@@ -179,8 +179,9 @@ pub fn open_csv(csv: &Path, opts: &OpenOptions) -> Result<ImageSet> {
     load(csv, &entries, opts)
 }
 
-/// A class-per-folder tree or a CSV list, for reading batch by batch (see [`crate::stream`]).
-pub(crate) fn open_stream(path: &Path, csv: bool, opts: &OpenOptions) -> Result<crate::stream::Files> {
+/// The files of a class-per-folder tree or a CSV list with their labels, every listed file
+/// present, for reading batch by batch ([`crate::stream::Files`]).
+pub(crate) fn entries(path: &Path, csv: bool) -> Result<Vec<(PathBuf, u32)>> {
     let entries = if csv { csv_entries(path)? } else { tree_entries(path)? };
     if csv {
         if let Some((p, _)) = entries.iter().find(|(p, _)| !p.is_file()) {
@@ -190,7 +191,7 @@ pub(crate) fn open_stream(path: &Path, csv: bool, opts: &OpenOptions) -> Result<
             });
         }
     }
-    crate::stream::Files::new(path, entries, opts)
+    Ok(entries)
 }
 
 /// One image file, decoded.

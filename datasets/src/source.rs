@@ -171,8 +171,8 @@ pub fn open_source(path: &Path, opts: &OpenOptions) -> Result<Box<dyn Source>> {
     Ok(match crate::format_of(path)? {
         Format::Idx => Box::new(crate::idx::open_stream(path, opts)?),
         Format::Cifar => Box::new(crate::cifar::open_stream(path, opts.cifar, opts)?),
-        Format::ImageFolder => Box::new(crate::folder::open_stream(path, false, opts)?),
-        Format::Csv => Box::new(crate::folder::open_stream(path, true, opts)?),
+        Format::ImageFolder => Box::new(crate::stream::Files::new(path, crate::folder::entries(path, false)?, opts)?),
+        Format::Csv => Box::new(crate::stream::Files::new(path, crate::folder::entries(path, true)?, opts)?),
         Format::Npz | Format::Npy | Format::Safetensors => Box::new(crate::open_with(path, opts)?),
     })
 }

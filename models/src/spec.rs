@@ -357,7 +357,7 @@ impl ModelSpec {
             match spec {
                 LayerSpec::Conv2d { weight, stride, padding, dilation, groups, out, kernel } => {
                     let (o, k) = (out.ok_or_else(|| need("out"))?, kernel.ok_or_else(|| need("kernel"))?);
-                    if shape.len() != 3 || shape[0] % groups != 0 || o % groups != 0 {
+                    if shape.len() != 3 || !shape[0].is_multiple_of(*groups) || o % groups != 0 {
                         return Err(ModelError::Layer {
                             layer: i,
                             op: op.into(),

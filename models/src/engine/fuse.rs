@@ -38,7 +38,7 @@ fn constant_of(b: &Binary) -> Option<&[f32]> {
 
 /// `c` is one row of `m` values repeated.
 fn per_feature(c: &[f32], m: usize) -> Option<Vec<f32>> {
-    (m > 0 && c.len() % m == 0 && c.chunks(m).all(|r| r == &c[..m])).then(|| c[..m].to_vec())
+    (m > 0 && c.len().is_multiple_of(m) && c.chunks(m).all(|r| r == &c[..m])).then(|| c[..m].to_vec())
 }
 
 fn find(steps: &[Step], output: usize) -> Option<(usize, usize, Fusion)> {

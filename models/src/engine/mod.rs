@@ -1,7 +1,9 @@
-//! The compiled executor: an ONNX graph lowered once, at load time, into a fixed list of CPU
-//! kernels over preallocated buffers, with a hand-written input-gradient pass.
+//! The compiled executor: a model lowered once, at load time, into a fixed list of CPU kernels
+//! over preallocated buffers, with a hand-written input-gradient pass. This module knows plans,
+//! kernels and optimisation passes, not file formats: [`crate::onnx::lower`] builds the plan of
+//! an ONNX graph.
 //!
-//! Compilation probes the graph on two batch sizes through the node-by-node executor
+//! Compilation (of an ONNX graph) probes the graph on two batch sizes through the node-by-node executor
 //! ([`crate::onnx::Graph`]) to learn every value's shape as a function of the batch size and which
 //! values depend on the input; shape arithmetic (Shape → Gather → Concat → Reshape) and constant
 //! sub-graphs disappear, and layout operators become index maps. Optimisation passes then fold
@@ -14,8 +16,7 @@
 //! the largest batch serves every smaller one: after the first pass at that size, forward and
 //! backward passes allocate nothing.
 
-mod compile;
-mod fuse;
+pub(crate) mod fuse;
 pub(crate) mod kernels;
 
 use std::sync::Mutex;
@@ -26,8 +27,6 @@ use kernels::elementwise::{Binary, ChannelAffine, Repeat, Unary};
 use kernels::gather::Gather;
 use kernels::norm::{LayerNorm, Softmax};
 use kernels::pool::{AvgPool, MaxPool, MeanLast};
-
-pub(crate) use compile::compile;
 
 /// One kernel of the plan.
 pub(crate) enum Op {

@@ -5,6 +5,7 @@
 pub mod builder;
 pub mod graph;
 mod inspect;
+mod lower;
 pub mod node;
 pub mod ops;
 pub mod proto;
@@ -282,7 +283,7 @@ impl OnnxModel {
         }
         let [c, h, w] = self.input_shape;
         let sample = if self.flat_input { vec![c * h * w] } else { vec![c, h, w] };
-        let engine = crate::engine::compile(&self.graph, &self.input, &self.output, &sample)?;
+        let engine = lower::compile(&self.graph, &self.input, &self.output, &sample)?;
         if engine.output_len() != self.classes {
             return Err(format!(
                 "the plan gives {} logits per sample, the graph {}",
@@ -298,7 +299,8 @@ impl OnnxModel {
         let compiled = engine.forward(3, &values);
         let scale = reference.iter().fold(1f32, |m, v| m.max(v.abs()));
         let worst = reference.iter().zip(&compiled).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
-        if !(worst <= 1e-4 * scale) {
+        // NaN anywhere counts as a disagreement.
+        if worst.is_nan() || compiled.iter().any(|v| v.is_nan()) || worst > 1e-4 * scale {
             return Err(format!("the plan's logits differ from the graph's by {worst:e}"));
         }
         Ok(engine)

@@ -42,10 +42,16 @@ pub(crate) struct Conv {
     pub(crate) residual: bool,
     pub(crate) form: Form,
     /// The weights packed for [`sgemm`], per group: forward (og × ck) and transposed (ck × og).
-    packed: Option<(Vec<Vec<f32>>, Vec<Vec<f32>>)>,
+    packed: Option<(PerGroup, PerGroup)>,
     /// Depthwise: the kernel taps that touch the input, with their output rows and columns.
     taps: Vec<Tap>,
 }
+
+/// One packed matrix per group.
+type PerGroup = Vec<Vec<f32>>;
+
+/// A task's gradient buffers: the input's and the residual's, where wanted.
+type Grads<'a> = (Option<&'a mut [f32]>, Option<&'a mut [f32]>);
 
 /// One tap (i, j) of a depthwise kernel: output rows `ylo..yhi` and columns `xlo..xhi` read the
 /// input, from row `oy·stride + iy0` and column `ix0` + (ox − xlo)·stride.
@@ -60,6 +66,7 @@ struct Tap {
     ix0: usize,
 }
 
+#[allow(clippy::too_many_arguments)]
 fn gemm(
     m: usize,
     n: usize,
@@ -411,7 +418,7 @@ impl Conv {
             let dxc = chunks_opt(first[0].as_deref_mut(), g * il, tasks);
             let drc = chunks_opt(if self.residual { rest[0].as_deref_mut() } else { None }, g * ol, tasks);
             let work: Vec<_> = dxc.into_iter().zip(drc).enumerate().collect();
-            let one = |(t, (dxs, drs)): (usize, (Option<&mut [f32]>, Option<&mut [f32]>))| {
+            let one = |(t, (dxs, drs)): (usize, Grads)| {
                 let cnt = g.min(n - t * g);
                 self.backward_packed(y, dy, t * g, cnt, dxs, drs, par)
             };

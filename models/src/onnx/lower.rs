@@ -1,21 +1,22 @@
-//! Lowering: an ONNX graph becomes a list of kernels, one builder function per operator.
+//! Lowering: an ONNX graph becomes a plan of the compiled executor ([`crate::engine`]), one
+//! builder function per operator.
 
 use std::collections::HashMap;
 
 use candle_core::{DType, Device, Tensor};
 
-use super::fuse;
-use super::kernels::conv::Conv;
-use super::kernels::dense::{BatchMatMul, Dense};
-use super::kernels::elementwise::{BinOp, Binary, ChannelAffine, Operand, Repeat, Unary, UnaryFn};
-use super::kernels::gather::{Gather, ZERO};
-use super::kernels::norm::{LayerNorm, Softmax};
-use super::kernels::pool::{AvgPool, MaxPool, MeanLast, Window};
-use super::kernels::Act;
-use super::{Engine, Op, Step};
+use super::node::{Ctx, Node};
+use super::{ops, Graph};
 use crate::conv::{ConvParams, Dims};
-use crate::onnx::node::{Ctx, Node};
-use crate::onnx::{ops, Graph};
+use crate::engine::fuse;
+use crate::engine::kernels::conv::Conv;
+use crate::engine::kernels::dense::{BatchMatMul, Dense};
+use crate::engine::kernels::elementwise::{BinOp, Binary, ChannelAffine, Operand, Repeat, Unary, UnaryFn};
+use crate::engine::kernels::gather::{Gather, ZERO};
+use crate::engine::kernels::norm::{LayerNorm, Softmax};
+use crate::engine::kernels::pool::{AvgPool, MaxPool, MeanLast, Window};
+use crate::engine::kernels::Act;
+use crate::engine::{Engine, Op, Step};
 
 /// Why a graph was not compiled (it then runs node by node).
 pub(crate) type Refusal = String;
@@ -642,7 +643,7 @@ fn layer_norm(cx: &mut Cx, node: &Node) -> Res<()> {
 fn layout(cx: &mut Cx, node: &Node) -> Res<()> {
     if node.op == "Cast" {
         let to = cx.ctx(node).int("to", 0) as i32;
-        use crate::onnx::proto::data_type as dt;
+        use super::proto::data_type as dt;
         if !matches!(to, dt::FLOAT | dt::DOUBLE | dt::FLOAT16 | dt::BFLOAT16) {
             return Err("a cast to a non-float type".into());
         }
