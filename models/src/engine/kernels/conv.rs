@@ -194,39 +194,48 @@ impl Conv {
         let (_, bwd) = self.packed.as_ref().expect("packed");
         let ncol = cnt * ohw;
         let pl = packed_b_len(og, ncol);
-        scratch_a(o * ncol + pl + ck * ncol, |buf| {
-            let (dz, rest) = buf.split_at_mut(o * ncol);
-            let (packed, col) = rest.split_at_mut(pl);
-            // dz (O × ncol): the gradient before the activation, samples side by side.
-            for s in 0..cnt {
-                let (ys, dys) = (&y[(first + s) * ol..][..ol], &dy[(first + s) * ol..][..ol]);
-                for c in 0..o {
-                    let dst = &mut dz[c * ncol + s * ohw..][..ohw];
-                    let (yr, gr) = (&ys[c * ohw..][..ohw], &dys[c * ohw..][..ohw]);
-                    match self.act {
-                        Act::None => dst.copy_from_slice(gr),
-                        act => dst.iter_mut().zip(gr.iter().zip(yr)).for_each(|(z, (&g, &v))| *z = g * act.slope(v)),
-                    }
-                }
-            }
-            if let Some(dr) = drs {
+        let groups = d.p.groups;
+        // One image through a 1×1 convolution: the product accumulates into its gradient.
+        let direct = cnt == 1 && self.form == Form::Pointwise;
+        scratch_a(groups * pl + if direct { 0 } else { ck * ncol }, |buf| {
+            let (packed, col) = buf.split_at_mut(groups * pl);
+            let mut drs = drs;
+            // The gradient before the activation, row by row straight into the packed panels
+            // (one packed matrix per group), and into the residual's gradient.
+            scratch_b(ohw, |row| {
                 for s in 0..cnt {
+                    let (ys, dys) = (&y[(first + s) * ol..][..ol], &dy[(first + s) * ol..][..ol]);
                     for c in 0..o {
-                        dr[s * ol + c * ohw..][..ohw]
-                            .iter_mut()
-                            .zip(&dz[c * ncol + s * ohw..][..ohw])
-                            .for_each(|(a, &b)| *a += b);
+                        let (yr, gr) = (&ys[c * ohw..][..ohw], &dys[c * ohw..][..ohw]);
+                        match self.act {
+                            Act::None => row.copy_from_slice(gr),
+                            act => {
+                                row.iter_mut().zip(gr.iter().zip(yr)).for_each(|(z, (&g, &v))| *z = g * act.slope(v))
+                            }
+                        }
+                        if let Some(dr) = drs.as_deref_mut() {
+                            dr[s * ol + c * ohw..][..ohw].iter_mut().zip(row.iter()).for_each(|(a, &b)| *a += b);
+                        }
+                        let (g, r) = (c / og, c % og);
+                        pack_row(row, &mut packed[g * pl..][..pl], og, r, s * ohw);
                     }
                 }
-            }
+            });
             let Some(dx) = dxs else { return };
-            for g in 0..d.p.groups {
-                pack_b_at(&dz[g * og * ncol..], ncol, og, ncol, packed, 0);
-                if par {
-                    gemm_packed_par(ck, ncol, og, &bwd[g], packed, col, ncol, false);
-                } else {
-                    gemm_packed(ck, ncol, og, &bwd[g], packed, col, ncol, false);
+            for g in 0..groups {
+                let pg = &packed[g * pl..][..pl];
+                let product = |dst: &mut [f32], acc: bool| {
+                    if par {
+                        gemm_packed_par(ck, ncol, og, &bwd[g], pg, dst, ncol, acc);
+                    } else {
+                        gemm_packed(ck, ncol, og, &bwd[g], pg, dst, ncol, acc);
+                    }
+                };
+                if direct {
+                    product(&mut dx[..il], true);
+                    continue;
                 }
+                product(col, false);
                 for s in 0..cnt {
                     let dxs = &mut dx[s * il..][..il];
                     if self.form == Form::Pointwise {
