@@ -17,13 +17,16 @@ pub(crate) const NR: usize = 32;
 /// Depth per block: a B micro-panel (KC × NR) stays in L1.
 pub(crate) const KC: usize = 256;
 
-/// Whether this CPU runs the micro-kernels.
+/// Whether this CPU runs the micro-kernels (and `GAUNTLET_NO_AVX512` is not set: it makes the
+/// compiled executor take the portable path, for testing that path on an AVX-512 machine).
 pub(crate) fn available() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
         use std::sync::OnceLock;
         static AVX512: OnceLock<bool> = OnceLock::new();
-        *AVX512.get_or_init(|| std::arch::is_x86_feature_detected!("avx512f"))
+        *AVX512.get_or_init(|| {
+            std::env::var_os("GAUNTLET_NO_AVX512").is_none() && std::arch::is_x86_feature_detected!("avx512f")
+        })
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
