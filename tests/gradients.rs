@@ -61,9 +61,15 @@ fn fgsm_matches_torchattacks() {
     assert!(err < 1e-12, "FGSM differs from torchattacks by {err:e}");
 }
 
-/// Central finite differences of the summed per-sample objective, in f64.
+/// Central finite differences of the summed per-sample objective, in f64 through the layers,
+/// against the input gradients of the f64 model (layer by layer, hand-written backward) and of
+/// the f32 model (the compiled plan of its ONNX form).
 fn check_fd(spec: &ModelSpec, weights: &HashMap<String, Tensor>, what: &str) {
     let model = spec.build(weights, Path::new(what), DType::F64, &Device::Cpu).unwrap();
+    let compiled = spec.build(weights, Path::new(what), DType::F32, &Device::Cpu).unwrap();
+    if let Err(why) = compiled.executor() {
+        panic!("{what}: the f32 model is not compiled: {why}");
+    }
     let [c, h, w] = spec.input;
     let n = 2;
     let mut state = 12345u64;
@@ -73,16 +79,19 @@ fn check_fd(spec: &ModelSpec, weights: &HashMap<String, Tensor>, what: &str) {
     };
     let x: Vec<f64> = (0..n * c * h * w).map(|_| 0.05 + 0.9 * rnd()).collect();
     let x = Tensor::from_vec(x, (n, c, h, w), &Device::Cpu).unwrap();
+    let as_vec = |t: Tensor| t.to_dtype(DType::F64).unwrap().flatten_all().unwrap().to_vec1::<f64>().unwrap();
     for loss in [Loss::CrossEntropy, Loss::Margin] {
         let goal = Goal::untargeted(vec![0, 2]);
-        let grad = model.loss_and_grad(&x, &goal, loss).unwrap().grad.flatten_all().unwrap().to_vec1::<f64>().unwrap();
+        let grad = as_vec(model.loss_and_grad(&x, &goal, loss).unwrap().grad);
+        let x32 = x.to_dtype(DType::F32).unwrap();
+        let grad32 = as_vec(compiled.loss_and_grad(&x32, &goal, loss).unwrap().grad);
         let base = x.flatten_all().unwrap().to_vec1::<f64>().unwrap();
         let f = |v: &[f64]| -> f64 {
             let t = Tensor::from_slice(v, (n, c, h, w), &Device::Cpu).unwrap();
             objective(&model.logits(&t).unwrap(), &goal, loss).unwrap().sum_all().unwrap().to_scalar::<f64>().unwrap()
         };
         let hstep = 1e-6;
-        let mut worst = 0f64;
+        let (mut worst, mut worst32) = (0f64, 0f64);
         let scale = grad.iter().fold(0f64, |m, v| m.max(v.abs()));
         assert!(scale > 0.0, "{what}: gradient is identically zero");
         for i in 0..base.len() {
@@ -92,8 +101,14 @@ fn check_fd(spec: &ModelSpec, weights: &HashMap<String, Tensor>, what: &str) {
             m[i] -= hstep;
             let fd = (f(&p) - f(&m)) / (2.0 * hstep);
             worst = worst.max((fd - grad[i]).abs());
+            worst32 = worst32.max((fd - grad32[i]).abs());
         }
         assert!(worst / scale < 1e-6, "{what} ({loss:?}): finite differences differ by {:e} (relative)", worst / scale);
+        assert!(
+            worst32 / scale < 1e-4,
+            "{what} ({loss:?}), compiled f32: finite differences differ by {:e} (relative)",
+            worst32 / scale
+        );
     }
 }
 
@@ -130,7 +145,7 @@ fn every_layer_type_matches_finite_differences() {
         ("avgpool2d 2", vec![LayerSpec::Avgpool2d { kernel: 2, stride: None, padding: 0 }]),
         ("avgpool2d 3/2 pad 1", vec![LayerSpec::Avgpool2d { kernel: 3, stride: Some(2), padding: 1 }]),
         ("dropout", vec![LayerSpec::Dropout { p: 0.5 }, LayerSpec::Tanh]),
-        // Runs that execute as one fused step.
+        // Runs that the compiled plan fuses.
         ("conv2d+relu+maxpool2d", vec![conv(3, 3, 1, 1, 1, 1), LayerSpec::Relu, maxpool(2, 2, 0)]),
         ("conv2d stride 2+relu+maxpool2d 2/1", vec![conv(4, 3, 2, 1, 1, 1), LayerSpec::Relu, maxpool(2, 1, 0)]),
         ("conv2d groups+maxpool2d 3/2 pad 1", vec![conv(4, 3, 1, 1, 1, 2), maxpool(3, 2, 1)]),
@@ -176,9 +191,10 @@ fn batchnorm_matches_finite_differences() {
 }
 
 #[test]
-fn fused_steps_route_tied_gradients_like_the_layers() {
+fn compiled_plan_routes_tied_gradients_like_the_layers() {
     // Inputs and weights on a coarse grid, so convolution outputs and pooling windows tie often;
-    // the fused conv→ReLU→pool steps must pick the same maxima as the layer-by-layer path.
+    // the compiled plan (fused conv→ReLU, then pooling) must pick the same maxima as the
+    // layer-by-layer path, in f32 where both sum exactly.
     use gauntlet::models::autograd_loss_and_grad;
     let layers = vec![
         LayerSpec::Conv2d {
@@ -217,14 +233,17 @@ fn fused_steps_route_tied_gradients_like_the_layers() {
     weights.insert("c1.weight".into(), grid((4, 2, 3, 3), 21, -0.5));
     weights.insert("c1.bias".into(), Tensor::new(&[0.0f64, 0.0, 0.25, -0.25], &Device::Cpu).unwrap());
     weights.insert("c2.weight".into(), grid((4, 4, 2, 2), 22, -0.5));
-    let model = spec.build(&weights, Path::new("ties"), DType::F64, &Device::Cpu).unwrap();
-    let x = grid((3, 2, 9, 9), 23, 0.0);
+    let weights: HashMap<String, Tensor> =
+        weights.into_iter().map(|(k, v)| (k, v.to_dtype(DType::F32).unwrap())).collect();
+    let model = spec.build(&weights, Path::new("ties"), DType::F32, &Device::Cpu).unwrap();
+    assert!(model.executor().is_ok(), "not compiled");
+    let x = grid((3, 2, 9, 9), 23, 0.0).to_dtype(DType::F32).unwrap();
     let goal = Goal::untargeted(vec![0, 1, 2]);
     for loss in [Loss::CrossEntropy, Loss::Margin] {
         let fused = model.loss_and_grad(&x, &goal, loss).unwrap();
         let layered = autograd_loss_and_grad(&model, &x, &goal, loss).unwrap();
-        assert!(max_rel_err(&fused.logits, &layered.logits) < 1e-12, "{loss:?} logits");
-        assert!(max_rel_err(&fused.grad, &layered.grad) < 1e-12, "{loss:?} gradient");
+        assert!(max_rel_err(&fused.logits, &layered.logits) < 1e-6, "{loss:?} logits");
+        assert!(max_rel_err(&fused.grad, &layered.grad) < 1e-6, "{loss:?} gradient");
     }
 }
 

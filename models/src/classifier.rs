@@ -134,6 +134,11 @@ pub trait Classifier: Send + Sync {
         Vec::new()
     }
 
+    /// Which executor runs the model, for `inspect`: the compiled plan, or why not.
+    fn executor(&self) -> String {
+        "candle operations".into()
+    }
+
     /// Per-sample loss and d loss / d x, signed so that ascending always helps the attacker.
     fn loss_and_grad(&self, x: &Tensor, goal: &Goal, loss: Loss) -> Result<LossGrad> {
         autograd_loss_and_grad(self, x, goal, loss)

@@ -7,7 +7,6 @@ pub mod cpu_ops;
 pub mod device;
 pub mod engine;
 mod error;
-mod fused;
 mod kernel;
 pub mod linear;
 pub mod load;

@@ -167,6 +167,10 @@ impl<C: Classifier> Classifier for Preprocessed<C> {
         self.inner.notes()
     }
 
+    fn executor(&self) -> String {
+        self.inner.executor()
+    }
+
     fn loss_and_grad(&self, x: &Tensor, goal: &Goal, loss: Loss) -> Result<LossGrad> {
         if self.pre.is_identity() {
             return self.inner.loss_and_grad(x, goal, loss);
@@ -206,6 +210,10 @@ impl<C: Classifier + ?Sized> Classifier for Box<C> {
 
     fn notes(&self) -> Vec<String> {
         (**self).notes()
+    }
+
+    fn executor(&self) -> String {
+        (**self).executor()
     }
 
     fn loss_and_grad(&self, x: &Tensor, goal: &Goal, loss: Loss) -> Result<LossGrad> {

@@ -1,10 +1,14 @@
 //! A feed-forward stack of layers: the architecture behind safetensors models.
 
+mod onnx;
+
+use std::sync::Arc;
+
 use candle_core::{DType, Device, Tensor, Var};
 
 use crate::classifier::autograd_loss_and_grad;
 use crate::conv::{self, ConvParams};
-use crate::fused::{ConvBlock, DenseBlock, Switches};
+use crate::engine::Engine;
 use crate::ops::{self, Window};
 use crate::{cpu_ops, linear};
 use crate::{objective, Bounds, Classifier, Goal, Loss, LossGrad, ModelError, Result};
@@ -100,72 +104,11 @@ pub struct Sequential {
     device: Device,
     dtype: DType,
     parameters: usize,
-    /// The fused execution plan on CPU (f32/f64, weights not being trained); `None` elsewhere.
-    plan: Option<Vec<Step>>,
-}
-
-/// One step of the fused plan: a run of layers as one kernel, or one layer on its own.
-#[derive(Debug, Clone)]
-enum Step {
-    Conv { first: usize, block: ConvBlock },
-    Dense { first: usize, block: DenseBlock },
-    Layer(usize),
-}
-
-impl Step {
-    fn first(&self) -> usize {
-        match self {
-            Step::Conv { first, .. } | Step::Dense { first, .. } | Step::Layer(first) => *first,
-        }
-    }
-}
-
-/// Groups conv2d → [batchnorm2d] → [relu] → [maxpool2d] and linear → [relu] into fused steps;
-/// `ranks[i]` is the rank of layer i's input. Batch norm is folded into the kernel and bias.
-fn plan(layers: &[Layer], ranks: &[usize]) -> candle_core::Result<Vec<Step>> {
-    let mut steps = Vec::new();
-    let mut i = 0;
-    while i < layers.len() {
-        let mut j = i + 1;
-        let relu = |j: &mut usize| {
-            let yes = matches!(layers.get(*j), Some(Layer::Relu));
-            *j += usize::from(yes);
-            yes
-        };
-        match &layers[i] {
-            Layer::Conv2d { weight, bias, stride, padding, dilation, groups } => {
-                let (mut weight, mut bias) = (weight.contiguous()?, bias.clone());
-                if let Some(Layer::BatchNorm2d { scale, shift }) = layers.get(j) {
-                    let (scale, shift) = (scale.flatten_all()?, shift.flatten_all()?);
-                    weight = weight.broadcast_mul(&scale.reshape((scale.elem_count(), 1, 1, 1))?)?.contiguous()?;
-                    bias = Some(match bias {
-                        Some(b) => ((b * &scale)? + shift)?,
-                        None => shift,
-                    });
-                    j += 1;
-                }
-                let relu = relu(&mut j);
-                let pool = match layers.get(j) {
-                    Some(Layer::MaxPool2d(w)) => {
-                        j += 1;
-                        Some(*w)
-                    }
-                    _ => None,
-                };
-                let conv = ConvParams { stride: *stride, padding: *padding, dilation: *dilation, groups: *groups };
-                let bias = bias.map(|b| b.contiguous()).transpose()?;
-                steps.push(Step::Conv { first: i, block: ConvBlock { weight, bias, conv, relu, pool } });
-            }
-            Layer::Linear { weight, bias } if ranks[i] == 2 => {
-                let relu = relu(&mut j);
-                let (weight, bias) = (weight.contiguous()?, bias.as_ref().map(|b| b.contiguous()).transpose()?);
-                steps.push(Step::Dense { first: i, block: DenseBlock { weight, bias, relu } });
-            }
-            _ => steps.push(Step::Layer(i)),
-        }
-        i = j;
-    }
-    Ok(steps)
+    /// The rank of each layer's input.
+    ranks: Vec<usize>,
+    /// The compiled plan of the model's ONNX form (CPU, f32, weights not being trained), or why
+    /// the model runs layer by layer.
+    engine: std::result::Result<Arc<Engine>, String>,
 }
 
 impl Sequential {
@@ -204,9 +147,10 @@ impl Sequential {
             device: device.clone(),
             dtype,
             parameters,
-            plan: None,
+            ranks: Vec::new(),
+            engine: Err(String::new()),
         };
-        // A fixed, irregular probe in [0, 1): checks the shapes, and the fused plan against the layers.
+        // A fixed, irregular probe in [0, 1): checks the shapes.
         let len = input.iter().product::<usize>();
         let probe: Vec<f64> = (0..len).map(|i| (i as f64 * 0.618_033_988_749_895).fract()).collect();
         let probe = Tensor::from_vec(probe, (1, input[0], input[1], input[2]), device)?.to_dtype(dtype)?;
@@ -218,23 +162,58 @@ impl Sequential {
                 &out.dims()[1..]
             )));
         }
-        let trained = model.layers.iter().any(|l| match l {
+        model.ranks = ranks;
+        model.engine = model.compile().map(Arc::new);
+        Ok(model)
+    }
+
+    /// Compiles the model's ONNX form and checks the plan against the layer-by-layer forward
+    /// pass; any refusal or disagreement leaves the model running layer by layer.
+    fn compile(&self) -> std::result::Result<Engine, String> {
+        let trained = self.layers.iter().any(|l| match l {
             Layer::Conv2d { weight, .. } | Layer::Linear { weight, .. } => weight.is_variable(),
             Layer::BatchNorm2d { scale, .. } => scale.is_variable(),
             _ => false,
         });
-        if model.manual_backward() && !trained {
-            model.plan = Some(plan(&model.layers, &ranks)?);
-            let fused = model.logits(&probe)?;
-            let diff = (fused - &out)?.abs()?.flatten_all()?.max(0)?.to_dtype(DType::F64)?.to_scalar::<f64>()?;
-            let scale = out.abs()?.flatten_all()?.max(0)?.to_dtype(DType::F64)?.to_scalar::<f64>()?;
-            if diff.is_nan() || diff > 1e-4 * scale.max(1.0) {
-                return Err(ModelError::Invalid(format!(
-                    "the fused CPU plan disagrees with the layer-by-layer forward pass by {diff:e}"
-                )));
-            }
+        if trained {
+            return Err("its weights are being trained".into());
         }
-        Ok(model)
+        if self.dtype != DType::F32 {
+            return Err(format!("the model computes in {:?}", self.dtype));
+        }
+        if !self.device.is_cpu() {
+            return Err("compiled kernels run on the CPU".into());
+        }
+        let graph =
+            crate::onnx::Graph::from_proto(self.to_onnx().map_err(|e| e.to_string())?, "spec".as_ref(), &Device::Cpu)
+                .map_err(|e| e.to_string())?;
+        let engine = crate::onnx::lower::compile(&graph, onnx::INPUT, onnx::OUTPUT, &self.input)?;
+        let [c, h, w] = self.input;
+        let n = c * h * w;
+        let values: Vec<f32> = (0..3 * n).map(|i| ((i * 104729 + 7) % 997) as f32 / 997.0).collect();
+        let x = Tensor::from_vec(values.clone(), (3, c, h, w), &self.device).map_err(|e| e.to_string())?;
+        let reference = self
+            .normalized(&x)
+            .and_then(|h| self.run_layers(&h, |_| {}))
+            .and_then(|y| Ok(y.flatten_all()?.to_vec1::<f32>()?))
+            .map_err(|e| e.to_string())?;
+        let compiled = engine.forward(3, &values);
+        let scale = reference.iter().fold(1f32, |m, v| m.max(v.abs()));
+        let worst = reference.iter().zip(&compiled).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+        if worst.is_nan() || compiled.len() != reference.len() || worst > 1e-4 * scale {
+            return Err(format!("the plan's logits differ from the layers' by {worst:e}"));
+        }
+        Ok(engine)
+    }
+
+    /// Which executor runs the model: the compiled plan with its kernels, or layer by layer and why.
+    pub fn executor(&self) -> std::result::Result<&Engine, &str> {
+        self.engine.as_deref().map_err(|s| s.as_str())
+    }
+
+    /// The compiled plan, when it can take `x`.
+    fn plan(&self, x: &Tensor) -> Option<&Engine> {
+        self.engine.as_deref().ok().filter(|e| e.takes(x))
     }
 
     /// Runs the layers one by one, calling `seen` with each layer's input.
@@ -261,16 +240,6 @@ impl Sequential {
             Some((mean, std)) => x.broadcast_sub(mean)?.broadcast_div(std)?,
             None => x,
         })
-    }
-
-    /// One fused step forward: its output and, for pooled convolutions, the pooling switches.
-    fn step_forward(&self, step: &Step, x: &Tensor) -> Result<(Tensor, Switches)> {
-        let out = match step {
-            Step::Conv { block, .. } => block.forward(x),
-            Step::Dense { block, .. } => block.forward(x).map(|y| (y, Vec::new())),
-            Step::Layer(i) => self.layers[*i].forward(x).map(|y| (y, Vec::new())),
-        };
-        out.map_err(|e| self.layer_error(step.first(), x, e))
     }
 
     pub fn layers(&self) -> &[Layer] {
@@ -300,45 +269,19 @@ impl Sequential {
     fn manual_loss_and_grad(&self, x: &Tensor, goal: &Goal, loss: Loss) -> Result<LossGrad> {
         let x = self.normalized(&x.detach())?;
         let mut acts = vec![x];
-        let mut switches = Vec::new();
-        match &self.plan {
-            Some(plan) => {
-                for step in plan {
-                    let (y, sw) = self.step_forward(step, acts.last().expect("input pushed"))?;
-                    acts.push(y);
-                    switches.push(sw);
-                }
-            }
-            None => {
-                for (i, layer) in self.layers.iter().enumerate() {
-                    let h = acts.last().expect("input pushed");
-                    let y = layer.forward(h).map_err(|e| self.layer_error(i, h, e))?;
-                    acts.push(y);
-                }
-            }
+        for (i, layer) in self.layers.iter().enumerate() {
+            let h = acts.last().expect("input pushed");
+            let y = layer.forward(h).map_err(|e| self.layer_error(i, h, e))?;
+            acts.push(y);
         }
         let logits = acts.pop().expect("at least the input");
         let z = Var::from_tensor(&logits)?;
         let per_sample = objective(z.as_tensor(), goal, loss)?;
         let mut g = per_sample.sum_all()?.backward()?.get(z.as_tensor()).ok_or(ModelError::GradientMissing)?.clone();
         let mut out = logits.clone();
-        match &self.plan {
-            Some(plan) => {
-                for ((step, h), sw) in plan.iter().zip(&acts).zip(&switches).rev() {
-                    g = match step {
-                        Step::Conv { block, .. } => block.input_grad(h.dims(), &out, sw, &g),
-                        Step::Dense { block, .. } => block.input_grad(&out, &g),
-                        Step::Layer(i) => self.layers[*i].input_grad(h, &out, &g),
-                    }?;
-                    out = h.clone();
-                }
-            }
-            None => {
-                for (layer, h) in self.layers.iter().zip(&acts).rev() {
-                    g = layer.input_grad(h, &out, &g)?;
-                    out = h.clone();
-                }
-            }
+        for (layer, h) in self.layers.iter().zip(&acts).rev() {
+            g = layer.input_grad(h, &out, &g)?;
+            out = h.clone();
         }
         if let Some((_, std)) = &self.normalize {
             g = g.broadcast_div(std)?;
@@ -377,11 +320,10 @@ impl Layer {
 
 impl Classifier for Sequential {
     fn logits(&self, x: &Tensor) -> Result<Tensor> {
-        let h = self.normalized(x)?;
-        match &self.plan {
-            // A tracked input (autograd through the model) takes the layer-by-layer path.
-            Some(plan) if !h.track_op() => plan.iter().try_fold(h, |h, step| Ok(self.step_forward(step, &h)?.0)),
-            _ => self.run_layers(&h, |_| {}),
+        // A tracked input (autograd through the model) takes the layer-by-layer path.
+        match self.plan(x) {
+            Some(engine) => engine.logits(x),
+            None => self.run_layers(&self.normalized(x)?, |_| {}),
         }
     }
 
@@ -405,8 +347,17 @@ impl Classifier for Sequential {
         Sequential::parameter_count(self)
     }
 
+    fn executor(&self) -> String {
+        match &self.engine {
+            Ok(e) => e.summary(),
+            Err(why) => format!("layer by layer: {why}"),
+        }
+    }
+
     fn loss_and_grad(&self, x: &Tensor, goal: &Goal, loss: Loss) -> Result<LossGrad> {
-        if self.manual_backward() {
+        if let Some(engine) = self.plan(x) {
+            engine.loss_and_grad(x, goal, loss)
+        } else if self.manual_backward() {
             self.manual_loss_and_grad(x, goal, loss)
         } else {
             autograd_loss_and_grad(self, x, goal, loss)

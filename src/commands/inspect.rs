@@ -21,6 +21,7 @@ pub fn run(args: &InspectArgs) -> anyhow::Result<ExitStatus> {
     println!("input      ({c}, {h}, {w}) pixels in [{}, {}]", model.bounds().lo, model.bounds().hi);
     println!("classes    {}", model.num_classes());
     println!("parameters {}", model.parameter_count());
+    println!("executor   {}", model.executor());
     match model.gradient_issue() {
         None => println!("gradient   available"),
         Some(issue) => println!("gradient   MASKED: {issue}"),

@@ -21,6 +21,10 @@ pub(crate) mod kernels;
 
 use std::sync::Mutex;
 
+use candle_core::{DType, Device, Tensor};
+
+use crate::{objective, Goal, Loss, LossGrad, ModelError, Result};
+
 use kernels::conv::Conv;
 use kernels::dense::{BatchMatMul, Dense};
 use kernels::elementwise::{Binary, ChannelAffine, Repeat, Unary};
@@ -173,6 +177,11 @@ impl Engine {
         self.steps.iter().map(|s| format!("{} ({})", s.describe(), s.nodes.join(", "))).collect()
     }
 
+    /// One line for `inspect`: the number of kernels and the work per image.
+    pub fn summary(&self) -> String {
+        format!("compiled: {} kernels, {:.3} GFLOP per image in products", self.steps.len(), self.flops() / 1e9)
+    }
+
     /// Floating-point operations of one sample's forward pass in its products.
     pub fn flops(&self) -> f64 {
         self.steps.iter().map(Step::flops).sum()
@@ -298,5 +307,63 @@ impl Engine {
         }
         let il = self.lens[self.input];
         (logits, ws.grads[self.input][..n * il].to_vec())
+    }
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Engine({} kernels, {} buffers)", self.steps.len(), self.lens.len())
+    }
+}
+
+/// The logits, the per-sample objective and its gradient with respect to the logits, computed
+/// through candle's autograd on the (n, k) logits alone.
+fn seed(logits: &[f32], n: usize, goal: &Goal, loss: Loss) -> Result<(Tensor, Vec<f32>)> {
+    let z = Tensor::from_slice(logits, (n, logits.len() / n.max(1)), &Device::Cpu)?;
+    let var = candle_core::Var::from_tensor(&z)?;
+    let per_sample = objective(var.as_tensor(), goal, loss)?;
+    let grads = per_sample.sum_all()?.backward()?;
+    let g = grads.get(var.as_tensor()).ok_or(ModelError::GradientMissing)?;
+    Ok((per_sample.detach(), g.flatten_all()?.to_vec1::<f32>()?))
+}
+
+/// The models' side of the executor: tensors in, tensors out.
+impl Engine {
+    /// Whether the plan can take `x`: a CPU tensor that no autograd graph is tracking.
+    pub fn takes(&self, x: &Tensor) -> bool {
+        x.device().is_cpu() && !x.track_op()
+    }
+
+    /// Logits (n, k) of a batch (n, …), in `x`'s dtype.
+    pub fn logits(&self, x: &Tensor) -> Result<Tensor> {
+        let n = x.dims()[0];
+        let xs = x.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+        let y = self.forward(n, &xs);
+        let k = y.len() / n.max(1);
+        Ok(Tensor::from_vec(y, (n, k), x.device())?.to_dtype(x.dtype())?)
+    }
+
+    /// The per-sample objective, the logits and the input gradient of a batch.
+    pub fn loss_and_grad(&self, x: &Tensor, goal: &Goal, loss: Loss) -> Result<LossGrad> {
+        let n = x.dims()[0];
+        let xs = x.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+        let mut per_sample = None;
+        let (logits, grad) = self.forward_backward(n, &xs, |z| match seed(z, n, goal, loss) {
+            Ok((l, g)) => {
+                per_sample = Some(Ok(l));
+                g
+            }
+            Err(e) => {
+                per_sample = Some(Err(e));
+                vec![0.0; z.len()]
+            }
+        });
+        let per_sample = per_sample.expect("the seed ran")?;
+        let k = logits.len() / n.max(1);
+        Ok(LossGrad {
+            loss: per_sample.to_dtype(x.dtype())?,
+            logits: Tensor::from_vec(logits, (n, k), x.device())?.to_dtype(x.dtype())?,
+            grad: Tensor::from_vec(grad, x.dims(), x.device())?.to_dtype(x.dtype())?,
+        })
     }
 }

@@ -90,6 +90,16 @@ impl ModelBuilder {
         self
     }
 
+    /// A graph input whose first axis is a free batch axis named `batch`, then `dims`.
+    pub fn batched_input(mut self, name: &str, elem_type: i32, dims: &[usize]) -> Self {
+        let mut v = value_info(name, elem_type, Some(dims));
+        if let Some(shape) = v.r#type.as_mut().and_then(|t| t.tensor_type.as_mut()).and_then(|t| t.shape.as_mut()) {
+            shape.dim.insert(0, Dimension { dim_value: None, dim_param: Some("batch".into()) });
+        }
+        self.graph.input.push(v);
+        self
+    }
+
     /// An initializer (a constant input); its name is the tensor's.
     pub fn initializer(mut self, t: TensorProto) -> Self {
         self.graph.initializer.push(t);
@@ -113,6 +123,14 @@ impl ModelBuilder {
     /// A graph output (type and shape left undeclared).
     pub fn output(mut self, name: &str) -> Self {
         self.graph.output.push(ValueInfoProto { name: name.to_string(), ..Default::default() });
+        self
+    }
+
+    /// Names the last node added.
+    pub fn named(mut self, name: &str) -> Self {
+        if let Some(n) = self.graph.node.last_mut() {
+            n.name = name.to_string();
+        }
         self
     }
 

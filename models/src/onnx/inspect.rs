@@ -95,19 +95,7 @@ pub fn inspect(path: &Path, opts: &LoadOptions) -> Result<String> {
             for note in m.notes() {
                 let _ = writeln!(out, "note       {note}");
             }
-            match m.executor() {
-                Ok(e) => {
-                    let _ = writeln!(
-                        out,
-                        "executor   compiled: {} kernels, {:.3} GFLOP per image in products",
-                        e.describe().len(),
-                        e.flops() / 1e9
-                    );
-                }
-                Err(why) => {
-                    let _ = writeln!(out, "executor   node by node: {why}");
-                }
-            }
+            let _ = writeln!(out, "executor   {}", Classifier::executor(&m));
             match m.gradient_issue() {
                 None => {
                     let _ =

@@ -5,7 +5,7 @@
 pub mod builder;
 pub mod graph;
 mod inspect;
-mod lower;
+pub(crate) mod lower;
 pub mod node;
 pub mod ops;
 pub mod proto;
@@ -19,7 +19,7 @@ use std::path::Path;
 use candle_core::{DType, Device, Tensor};
 
 use crate::engine::Engine;
-use crate::{autograd_loss_and_grad, objective, Classifier, Goal, LoadOptions, Loss, LossGrad, ModelError, Result};
+use crate::{autograd_loss_and_grad, Classifier, Goal, LoadOptions, Loss, LossGrad, ModelError, Result};
 
 /// The files a model reads: the .onnx file and the external data files its initializers name.
 pub fn files(path: &Path) -> Result<Vec<std::path::PathBuf>> {
@@ -308,7 +308,7 @@ impl OnnxModel {
 
     /// The compiled plan, when it can take `x`.
     fn plan(&self, x: &Tensor) -> Option<&Engine> {
-        self.engine.as_ref().ok().filter(|_| x.device().is_cpu() && !x.track_op())
+        self.engine.as_ref().ok().filter(|e| e.takes(x))
     }
 
     /// Which executor runs the model: the compiled plan with its kernels, or node by node and why.
@@ -347,49 +347,17 @@ impl OnnxModel {
     }
 }
 
-/// The logits, the per-sample objective and its gradient with respect to the logits, computed
-/// through candle's autograd on the (n, k) logits alone.
-fn seed(logits: &[f32], n: usize, goal: &Goal, loss: Loss) -> Result<(Tensor, Vec<f32>)> {
-    let z = Tensor::from_slice(logits, (n, logits.len() / n.max(1)), &Device::Cpu)?;
-    let var = candle_core::Var::from_tensor(&z)?;
-    let per_sample = objective(var.as_tensor(), goal, loss)?;
-    let grads = per_sample.sum_all()?.backward()?;
-    let g = grads.get(var.as_tensor()).ok_or(ModelError::GradientMissing)?;
-    Ok((per_sample.detach(), g.flatten_all()?.to_vec1::<f32>()?))
-}
-
 impl Classifier for OnnxModel {
     fn loss_and_grad(&self, x: &Tensor, goal: &Goal, loss: Loss) -> Result<LossGrad> {
-        let Some(engine) = self.plan(x) else { return autograd_loss_and_grad(self, x, goal, loss) };
-        let n = x.dims()[0];
-        let xs = x.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
-        let mut per_sample = None;
-        let (logits, grad) = engine.forward_backward(n, &xs, |z| match seed(z, n, goal, loss) {
-            Ok((l, g)) => {
-                per_sample = Some(Ok(l));
-                g
-            }
-            Err(e) => {
-                per_sample = Some(Err(e));
-                vec![0.0; z.len()]
-            }
-        });
-        let per_sample = per_sample.expect("the seed ran")?;
-        let k = logits.len() / n.max(1);
-        Ok(LossGrad {
-            loss: per_sample.to_dtype(x.dtype())?,
-            logits: Tensor::from_vec(logits, (n, k), x.device())?.to_dtype(x.dtype())?,
-            grad: Tensor::from_vec(grad, x.dims(), x.device())?.to_dtype(x.dtype())?,
-        })
+        match self.plan(x) {
+            Some(engine) => engine.loss_and_grad(x, goal, loss),
+            None => autograd_loss_and_grad(self, x, goal, loss),
+        }
     }
 
     fn logits(&self, x: &Tensor) -> Result<Tensor> {
         if let Some(engine) = self.plan(x) {
-            let n = x.dims()[0];
-            let xs = x.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
-            let y = engine.forward(n, &xs);
-            let k = y.len() / n.max(1);
-            return Ok(Tensor::from_vec(y, (n, k), x.device())?.to_dtype(x.dtype())?);
+            return engine.logits(x);
         }
         let y = if self.per_sample {
             let parts = (0..x.dims()[0]).map(|i| self.run_batch(&x.narrow(0, i, 1)?)).collect::<Result<Vec<_>>>()?;
@@ -414,6 +382,13 @@ impl Classifier for OnnxModel {
 
     fn parameter_count(&self) -> usize {
         self.graph.parameter_count
+    }
+
+    fn executor(&self) -> String {
+        match &self.engine {
+            Ok(e) => e.summary(),
+            Err(why) => format!("node by node: {why}"),
+        }
     }
 
     /// Load-time findings worth telling the user (softmax head, batch size, …).
