@@ -156,6 +156,19 @@ fn within_budget_fails_on_a_counted_perturbation_beyond_its_budget() {
     assert!(c.detail.contains("largest ‖δ‖/ε 1.500000") && c.detail.contains("exceeds its budget"), "{}", c.detail);
 }
 
+/// `within_budget` at a tiny ε: PGD's outputs, exact up to the f32 rounding of x + δ, are not
+/// counted as outside the ball (that rounding is 6·10⁻⁴ ε at ε = 10⁻⁴).
+#[test]
+fn within_budget_allows_the_rounding_of_a_tiny_budget() {
+    let model = zoo::mnist_cnn(&Device::Cpu).unwrap();
+    let d = data(20);
+    let cfg = config(&["pgd:steps=3"], &[1e-4]);
+    let ev = evaluate(&model, &d, &cfg, &Silent).unwrap();
+    let checks = checks::run(&model, &d, &cfg, &ev, &Registry::default(), 10).unwrap();
+    let c = find(&checks, "within_budget");
+    assert_eq!(c.status, Status::Pass, "{}", c.detail);
+}
+
 /// An attack that returns the inverted image, far outside every ε-ball.
 #[derive(Debug)]
 struct Inverter;
