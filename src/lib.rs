@@ -5,9 +5,12 @@
 //! a flawed evaluation ([`checks`]); it judges reports by a release gate ([`gate`]) and renders them
 //! ([`report`]). Imports run one way: run → checks → eval → report, gate → report. Models, attacks and
 //! datasets live in the `gauntlet-models`, `gauntlet-attacks` and `gauntlet-datasets` crates,
-//! re-exported here. The command line is the binary's (`src/main.rs`, `src/cli/`, `src/commands/`).
+//! re-exported here. The command line sits on top of them all ([`cli`] parses, `commands` runs);
+//! the `gauntlet` binary (`src/main.rs`) and the Python package only call [`cli::main`].
 
 pub mod checks;
+pub mod cli;
+mod commands;
 mod error;
 pub mod eval;
 pub mod gate;

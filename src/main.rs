@@ -1,12 +1,6 @@
-//! The `gauntlet` binary: parse the command line, run the command, exit with its status.
-
-mod cli;
-mod commands;
+//! The `gauntlet` binary: the command line of the library (`gauntlet::cli`), its status as the
+//! exit code.
 
 fn main() {
-    let status = match cli::parse() {
-        Ok(cli) => commands::dispatch(cli.command),
-        Err(status) => status,
-    };
-    std::process::exit(status.code());
+    std::process::exit(gauntlet::cli::main(std::env::args_os()).code());
 }

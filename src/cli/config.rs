@@ -4,13 +4,13 @@
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
-use gauntlet::attacks::{parse_number, Norm, Registry};
-use gauntlet::datasets::{self, DataLayout, OpenOptions, Resize};
-use gauntlet::eval::normalize_eps;
-use gauntlet::models::preprocess::{ChannelOrder, Layout, Preprocess};
-use gauntlet::models::LoadOptions;
-use gauntlet::run::is_builtin_model;
-use gauntlet::run::{RunConfig, Target};
+use crate::attacks::{parse_number, Norm, Registry};
+use crate::datasets::{self, DataLayout, OpenOptions, Resize};
+use crate::eval::normalize_eps;
+use crate::models::preprocess::{ChannelOrder, Layout, Preprocess};
+use crate::models::LoadOptions;
+use crate::run::is_builtin_model;
+use crate::run::{RunConfig, Target};
 
 use super::{EvalOpts, GraphOpts, Preset, Protocol};
 
@@ -101,7 +101,7 @@ impl EvalOpts {
             (None, Some(path)) => Some(Target::File(path.clone())),
             (None, None) => None,
         };
-        let (device, warning) = gauntlet::models::device::resolve(&self.device)?;
+        let (device, warning) = crate::models::device::resolve(&self.device)?;
         if let Some(w) = warning {
             eprintln!("warning: {w}");
         }

@@ -7,9 +7,31 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use crate::cli::ExitStatus;
 
 static REQUESTED: AtomicBool = AtomicBool::new(false);
+/// The embedding program handles signals itself and calls [`request`] (the Python package).
+static OUTSIDE: AtomicBool = AtomicBool::new(false);
 
-/// Installs the handler; the first signal sets the flag [`requested`] reads.
+/// Signals are the embedding program's: [`install`] installs nothing, and the program asks for a
+/// stop with [`request`]. Clears any earlier request.
+pub fn handled_outside() {
+    OUTSIDE.store(true, Ordering::SeqCst);
+    REQUESTED.store(false, Ordering::SeqCst);
+}
+
+/// Asks the running command to stop before its next batch, as a first Ctrl-C does.
+pub fn request() {
+    REQUESTED.store(true, Ordering::SeqCst);
+}
+
+/// Installs the handler (once per process); the first signal sets the flag [`requested`] reads.
 pub fn install() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    if OUTSIDE.load(Ordering::SeqCst) {
+        return;
+    }
+    ONCE.call_once(install_handler);
+}
+
+fn install_handler() {
     let result = ctrlc::set_handler(|| {
         if REQUESTED.swap(true, Ordering::SeqCst) {
             eprintln!("\ninterrupted again: stopping now");

@@ -1,5 +1,5 @@
 //! The command line: clap types for every subcommand, the exit statuses, and the one place where
-//! raw arguments become a validated [`RunConfig`](gauntlet::run::RunConfig) (`config.rs`).
+//! raw arguments become a validated [`RunConfig`](crate::run::RunConfig) (`config.rs`).
 
 use std::path::PathBuf;
 
@@ -33,8 +33,12 @@ impl ExitStatus {
 
 /// Parses the command line; on a usage error prints one line (clap's first, without its usage
 /// block) and returns the status to exit with. `--help` and `--version` print and return `Ok`.
-pub fn parse() -> Result<Cli, ExitStatus> {
-    match Cli::try_parse() {
+pub fn parse<I, T>(args: I) -> Result<Cli, ExitStatus>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    match Cli::try_parse_from(args) {
         Ok(c) => Ok(c),
         Err(e) if !e.use_stderr() => {
             let _ = e.print();
@@ -44,9 +48,30 @@ pub fn parse() -> Result<Cli, ExitStatus> {
             let text = e.render().to_string();
             let first = text.lines().next().unwrap_or("error: invalid arguments").trim_end();
             eprintln!("{first} (see `gauntlet --help`)");
+            crate::commands::record_error(first.strip_prefix("error: ").unwrap_or(first));
             Err(ExitStatus::Usage)
         }
     }
+}
+
+/// The whole command line: parse `args` (the program name first), run the command, and return
+/// the status to exit with. The `gauntlet` binary and the Python package's console script both
+/// call this.
+pub fn main<I, T>(args: I) -> ExitStatus
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    match parse(args) {
+        Ok(cli) => crate::commands::dispatch(cli.command),
+        Err(status) => status,
+    }
+}
+
+/// The error the last command printed (one line) and whether it named a missing file; `None`
+/// when it succeeded or failed on usage (clap prints those).
+pub fn last_error() -> Option<(String, bool)> {
+    crate::commands::take_last_error()
 }
 
 #[derive(Parser, Debug)]

@@ -4,7 +4,7 @@ use std::io::IsTerminal;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use gauntlet::eval::Progress;
+use crate::eval::Progress;
 
 /// The progress bar, and the stage lines (`running integrity checks…`) unless `--quiet`.
 pub struct Bar {

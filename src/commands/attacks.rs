@@ -1,6 +1,6 @@
 //! `gauntlet attacks`: the registered attacks, one line each.
 
-use gauntlet::attacks::Registry;
+use crate::attacks::Registry;
 
 use crate::cli::ExitStatus;
 

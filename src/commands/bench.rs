@@ -5,12 +5,12 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use gauntlet::report::dir::{check_dir, REPORT_JSON};
-use gauntlet::report::write::write_atomic;
-use gauntlet::report::{html, markdown, Report};
-use gauntlet::run::is_builtin_model;
+use crate::report::dir::{check_dir, REPORT_JSON};
+use crate::report::write::write_atomic;
+use crate::report::{html, markdown, Report};
+use crate::run::is_builtin_model;
 
-use gauntlet::eval::Progress;
+use crate::eval::Progress;
 
 use crate::cli::progress::Bar;
 use crate::cli::{BenchArgs, ExitStatus};

@@ -1,7 +1,7 @@
 //! `gauntlet diff`: what changed between two reports, rule by rule.
 
-use gauntlet::gate::Gate;
-use gauntlet::report::{diff, Report};
+use crate::gate::Gate;
+use crate::report::{diff, Report};
 
 use crate::cli::{DiffArgs, ExitStatus};
 

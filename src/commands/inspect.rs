@@ -1,7 +1,7 @@
 //! `gauntlet inspect`: what a model is and whether it can be attacked with gradients.
 
-use gauntlet::models::{self, Classifier};
-use gauntlet::run::load_model;
+use crate::models::{self, Classifier};
+use crate::run::load_model;
 
 use crate::cli::{ExitStatus, InspectArgs};
 

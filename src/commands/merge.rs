@@ -11,13 +11,13 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use clap::Parser;
-use gauntlet::eval::Evaluation;
-use gauntlet::run::{Checkpoint, Manifest, RunConfig, Shard};
+use crate::eval::Evaluation;
+use crate::run::{Checkpoint, Manifest, RunConfig, Shard};
 
 use crate::cli::progress::Bar;
 use crate::cli::{Cli, Command, MergeArgs, RunArgs};
 use crate::commands::run::{finish, Outputs, Verdict};
-use gauntlet::report::dir::check_dir;
+use crate::report::dir::check_dir;
 
 pub fn run(args: &MergeArgs) -> anyhow::Result<crate::cli::ExitStatus> {
     crate::cli::config::set_threads(args.threads)?;
@@ -126,7 +126,7 @@ fn config_without_shard(mut m: Manifest, merge: &MergeArgs) -> Manifest {
             c.remove("dataset");
         }
     }
-    let anonymous = |files: &mut Vec<gauntlet::report::provenance::FileHash>| {
+    let anonymous = |files: &mut Vec<crate::report::provenance::FileHash>| {
         for f in files {
             f.path.clear();
         }

@@ -1,5 +1,7 @@
 //! One file per subcommand; each turns its arguments into library calls and prints the result.
 
+use std::sync::Mutex;
+
 use crate::cli::{Command, ExitStatus};
 
 mod attacks;
@@ -11,8 +13,30 @@ mod run;
 mod train;
 mod verify;
 
+/// The last command's error, as printed, and whether it was a missing file (for callers that
+/// turn it into an exception: the Python package).
+static LAST_ERROR: Mutex<Option<(String, bool)>> = Mutex::new(None);
+
+/// Takes the error the last command printed, if it failed with one.
+pub fn take_last_error() -> Option<(String, bool)> {
+    LAST_ERROR.lock().unwrap_or_else(|e| e.into_inner()).take()
+}
+
+/// Records a usage error the parser printed.
+pub(crate) fn record_error(line: &str) {
+    *LAST_ERROR.lock().unwrap_or_else(|e| e.into_inner()) = Some((line.to_string(), false));
+}
+
+fn missing_file(e: &anyhow::Error) -> bool {
+    let text = format!("{e:#}");
+    e.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::NotFound))
+        || text.contains("No such file")
+        || text.contains("does not exist")
+}
+
 /// Runs a command; an error is printed as one line and exits with status 2.
 pub fn dispatch(command: Command) -> ExitStatus {
+    *LAST_ERROR.lock().unwrap_or_else(|e| e.into_inner()) = None;
     let result = match command {
         Command::Run(args) => run::run(args),
         Command::Train(args) => train::run(&args),
@@ -24,8 +48,9 @@ pub fn dispatch(command: Command) -> ExitStatus {
         Command::Inspect(args) => inspect::run(&args),
     };
     result.unwrap_or_else(|e| {
-        if let Some(gauntlet::Error::Interrupted { checkpoint, .. }) = e.downcast_ref::<gauntlet::Error>() {
+        if let Some(crate::Error::Interrupted { checkpoint, .. }) = e.downcast_ref::<crate::Error>() {
             eprintln!("{e}");
+            *LAST_ERROR.lock().unwrap_or_else(|e| e.into_inner()) = Some((e.to_string(), false));
             match checkpoint {
                 Some(_) => eprintln!("resume with: {}", resume_command()),
                 None => {
@@ -34,7 +59,9 @@ pub fn dispatch(command: Command) -> ExitStatus {
             }
             return ExitStatus::Interrupted;
         }
-        eprintln!("error: {}", format!("{e:#}").replace('\n', " "));
+        let line = format!("{e:#}").replace('\n', " ");
+        eprintln!("error: {line}");
+        *LAST_ERROR.lock().unwrap_or_else(|e| e.into_inner()) = Some((line, missing_file(&e)));
         ExitStatus::Usage
     })
 }

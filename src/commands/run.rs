@@ -1,10 +1,10 @@
 //! `gauntlet run`: one evaluation, its outputs, and the release gate's verdict as the exit status.
 
-use gauntlet::gate::Gate;
-use gauntlet::report::dir::check_dir;
-use gauntlet::report::write::write_atomic;
-use gauntlet::report::Report;
-use gauntlet::run::{Outcome, RunConfig, Shard};
+use crate::gate::Gate;
+use crate::report::dir::check_dir;
+use crate::report::write::write_atomic;
+use crate::report::Report;
+use crate::run::{Outcome, RunConfig, Shard};
 use std::path::{Path, PathBuf};
 
 use anyhow::bail;

@@ -10,10 +10,10 @@ use candle_nn::optim::{AdamW, Optimizer, ParamsAdamW};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 
-use gauntlet::datasets::{self, ImageSet};
-use gauntlet::eval::batch_tensor;
-use gauntlet::models::{objective, predictions, Classifier, Goal, LayerSpec, Loss, ModelSpec, Sequential};
-use gauntlet::report::write::write_atomic;
+use crate::datasets::{self, ImageSet};
+use crate::eval::batch_tensor;
+use crate::models::{objective, predictions, Classifier, Goal, LayerSpec, Loss, ModelSpec, Sequential};
+use crate::report::write::write_atomic;
 
 use crate::cli::config::set_threads;
 use crate::cli::{ExitStatus, TrainArgs};

@@ -1,10 +1,10 @@
 //! `gauntlet verify`: does a report speak for these files?
 
 use anyhow::bail;
-use gauntlet::report::format::short_hash as short;
-use gauntlet::report::provenance::{self, FileMatch};
-use gauntlet::report::Report;
-use gauntlet::run::is_builtin_model;
+use crate::report::format::short_hash as short;
+use crate::report::provenance::{self, FileMatch};
+use crate::report::Report;
+use crate::run::is_builtin_model;
 
 use crate::cli::{ExitStatus, VerifyArgs};
 
