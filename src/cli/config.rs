@@ -3,7 +3,6 @@
 
 use std::path::PathBuf;
 
-use anyhow::{bail, Context};
 use crate::attacks::{parse_number, Norm, Registry};
 use crate::datasets::{self, DataLayout, OpenOptions, Resize};
 use crate::eval::normalize_eps;
@@ -11,6 +10,7 @@ use crate::models::preprocess::{ChannelOrder, Layout, Preprocess};
 use crate::models::LoadOptions;
 use crate::run::is_builtin_model;
 use crate::run::{RunConfig, Target};
+use anyhow::{bail, Context};
 
 use super::{EvalOpts, GraphOpts, Preset, Protocol};
 

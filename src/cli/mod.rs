@@ -47,7 +47,9 @@ where
         Err(e) => {
             let text = e.render().to_string();
             let first = text.lines().next().unwrap_or("error: invalid arguments").trim_end();
-            eprintln!("{first} (see `gauntlet --help`)");
+            if !silent() {
+                eprintln!("{first} (see `gauntlet --help`)");
+            }
             crate::commands::record_error(first.strip_prefix("error: ").unwrap_or(first));
             Err(ExitStatus::Usage)
         }
@@ -66,6 +68,18 @@ where
         Ok(cli) => crate::commands::dispatch(cli.command),
         Err(status) => status,
     }
+}
+
+static SILENT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// With `on`, `run` does not print its report on stdout and a failing command does not print its
+/// error line (the caller reads the report folder and [`last_error`]: the Python API).
+pub fn set_silent(on: bool) {
+    SILENT.store(on, std::sync::atomic::Ordering::SeqCst);
+}
+
+pub(crate) fn silent() -> bool {
+    SILENT.load(std::sync::atomic::Ordering::SeqCst)
 }
 
 /// The error the last command printed (one line) and whether it named a missing file; `None`

@@ -9,10 +9,10 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context};
-use clap::Parser;
 use crate::eval::Evaluation;
 use crate::run::{Checkpoint, Manifest, RunConfig, Shard};
+use anyhow::{bail, Context};
+use clap::Parser;
 
 use crate::cli::progress::Bar;
 use crate::cli::{Cli, Command, MergeArgs, RunArgs};

@@ -60,7 +60,9 @@ pub fn dispatch(command: Command) -> ExitStatus {
             return ExitStatus::Interrupted;
         }
         let line = format!("{e:#}").replace('\n', " ");
-        eprintln!("error: {line}");
+        if !crate::cli::silent() {
+            eprintln!("error: {line}");
+        }
         *LAST_ERROR.lock().unwrap_or_else(|e| e.into_inner()) = Some((line, missing_file(&e)));
         ExitStatus::Usage
     })

@@ -122,6 +122,7 @@ pub fn finish(mut out: Outcome, verdict: &Verdict, to: &Outputs<'_>) -> anyhow::
     }
     let report = &out.report;
     match to.format {
+        _ if crate::cli::silent() => {}
         Format::Table => print!("{}", report.to_table()),
         Format::Json => print!("{}", report.to_json()),
     }

@@ -1,10 +1,10 @@
 //! `gauntlet verify`: does a report speak for these files?
 
-use anyhow::bail;
 use crate::report::format::short_hash as short;
 use crate::report::provenance::{self, FileMatch};
 use crate::report::Report;
 use crate::run::is_builtin_model;
+use anyhow::bail;
 
 use crate::cli::{ExitStatus, VerifyArgs};
 

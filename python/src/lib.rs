@@ -1,0 +1,67 @@
+//! `gauntlet._native`: the command line of the Rust library, callable from Python. The Python
+//! side (`python/gauntlet/`) builds the arguments, runs them here with the GIL released, and
+//! reads the report files they write; signals stay Python's (Ctrl-C raises KeyboardInterrupt
+//! there, which asks the run to stop before its next batch).
+
+use pyo3::prelude::*;
+
+/// Runs `gauntlet ARGS...` (without the program name) in this process and returns
+/// `(exit status, error line or None, whether the error named a missing file)`. With `silent`,
+/// the report is not printed on stdout nor the error line on stderr.
+#[pyfunction]
+#[pyo3(signature = (args, silent=false))]
+fn run_cli(py: Python<'_>, args: Vec<String>, silent: bool) -> (i32, Option<String>, bool) {
+    gauntlet::cli::interrupt::handled_outside();
+    gauntlet::cli::set_silent(silent);
+    let argv: Vec<String> = std::iter::once("gauntlet".to_string()).chain(args).collect();
+    let status = py.allow_threads(|| gauntlet::cli::main(argv));
+    let (line, missing) = match gauntlet::cli::last_error() {
+        Some((line, missing)) => (Some(line), missing),
+        None => (None, false),
+    };
+    (status.code(), line, missing)
+}
+
+/// Asks the running command to stop before its next batch (finished batches stay in the
+/// report folder's checkpoint).
+#[pyfunction]
+fn request_stop() {
+    gauntlet::cli::interrupt::request();
+}
+
+/// Judges the report at `report` (report.json) by the gate file `gate` (TOML text in a file),
+/// with an optional baseline report.json; returns the outcome as JSON. Raises ValueError with
+/// the command line's message for a bad gate, report or baseline.
+#[pyfunction]
+#[pyo3(signature = (report, gate, baseline=None))]
+fn judge(report: &str, gate: &str, baseline: Option<&str>) -> PyResult<String> {
+    use gauntlet::gate::Gate;
+    use gauntlet::report::Report;
+    use std::path::Path;
+    let bad = |e: gauntlet::Error| pyo3::exceptions::PyValueError::new_err(e.to_string());
+    let rules = Gate::read(Path::new(gate)).map_err(bad)?;
+    let report_data = Report::read(Path::new(report)).map_err(bad)?;
+    let base = match baseline {
+        Some(b) => Some((b.to_string(), Report::read(Path::new(b)).map_err(bad)?)),
+        None => None,
+    };
+    let attacks: Vec<String> = report_data.results.iter().map(|r| r.attack.clone()).collect();
+    rules.check_against(&attacks, report_data.norm, &report_data.eps, base.is_some()).map_err(bad)?;
+    let outcome = rules.evaluate(gate, &report_data, base.as_ref().map(|(p, r)| (p.as_str(), r)));
+    serde_json::to_string(&outcome).map_err(|e| pyo3::exceptions::PyValueError::new_err(e.to_string()))
+}
+
+/// The version of the Rust library inside.
+#[pyfunction]
+fn version() -> &'static str {
+    env!("CARGO_PKG_VERSION")
+}
+
+#[pymodule]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(run_cli, m)?)?;
+    m.add_function(wrap_pyfunction!(request_stop, m)?)?;
+    m.add_function(wrap_pyfunction!(version, m)?)?;
+    m.add_function(wrap_pyfunction!(judge, m)?)?;
+    Ok(())
+}

@@ -1,0 +1,108 @@
+"""The Python API against the command line it wraps, numpy layouts, errors and the gate.
+
+Run from the repository root after installing the wheel: `python -m pytest python/tests`.
+"""
+
+import gzip
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import gauntlet
+
+ROOT = Path(__file__).resolve().parents[2]
+MODEL = ROOT / "models" / "zoo" / "mnist-cnn.toml"
+DATA = ROOT / "datasets" / "data" / "mnist-test-1k"
+N = 60
+ATTACKS = ["fgsm", "pgd:steps=5"]
+EPS = [0.1, 0.2]
+
+
+def mnist(n=N):
+    with gzip.open(DATA / "t10k-images-idx3-ubyte.gz") as f:
+        x = np.frombuffer(f.read(), dtype=np.uint8, offset=16).reshape(-1, 28, 28, 1)[:n]
+    with gzip.open(DATA / "t10k-labels-idx1-ubyte.gz") as f:
+        y = np.frombuffer(f.read(), dtype=np.uint8, offset=8)[:n].astype(np.int64)
+    return x, y
+
+
+def cli_report(tmp_path):
+    """The command line (the console script this package installs) on the same inputs."""
+    out = tmp_path / "cli.json"
+    exe = Path(sys.executable).parent / "gauntlet"
+    args = [str(exe), "run", "--model", str(MODEL), "--dataset", str(DATA), "--limit", str(N), "--no-checks", "--quiet",
+            "--eps", ",".join(map(str, EPS)), "--format", "json", "--output", str(out)]
+    for a in ATTACKS:
+        args += ["--attack", a]
+    subprocess.run(args, check=True, stdout=subprocess.DEVNULL)
+    return json.loads(out.read_text())
+
+
+def numbers(report):
+    keys = ["attack", "eps", "robust_accuracy", "robust", "broken", "attacked", "perturbation", "forward_equivalents"]
+    return [{k: r[k] for k in keys} for r in report["results"]], report["clean_accuracy"], report["worst_case"]
+
+
+def test_api_gives_the_command_lines_numbers(tmp_path):
+    x, y = mnist()
+    cli = cli_report(tmp_path)
+    # uint8 N,H,W,C and float32 N,C,H,W in [0, 1]: the same pixels, the same numbers.
+    for images in (x, (x.astype(np.float32) / 255.0).transpose(0, 3, 1, 2)):
+        r = gauntlet.evaluate(MODEL, images, y, attacks=ATTACKS, eps=EPS, checks=False)
+        assert numbers(r.to_dict()) == numbers(cli)
+    assert r.clean_accuracy == cli["clean_accuracy"]
+    assert r.robust_accuracy("pgd", 0.2) == [c for c in cli["results"] if c["attack"] == "pgd" and c["eps"] == 0.2][0]["robust_accuracy"]
+    assert set(r.worst_case) == set(EPS)
+    assert r.robust_accuracy("pgd", 0.2) <= r.robust_accuracy("fgsm", 0.2) + 0.2
+
+
+def test_report_files_gate_and_adversarial_examples(tmp_path):
+    x, y = mnist(40)
+    r = gauntlet.evaluate(MODEL, x, y, attacks=["pgd:steps=5"], eps=[0.3], checks=False, save_adversarial=4)
+    r.save(tmp_path / "report")
+    saved = json.loads((tmp_path / "report" / "report.json").read_text())
+    assert saved["results"] == r.to_dict()["results"]
+    assert (tmp_path / "report" / "report.html").exists()
+    ex = r.adversarial_examples("pgd")
+    assert ex["x_adv"].shape[1:] == (1, 28, 28) and 0 < len(ex["index"]) <= 4
+    assert np.abs(ex["x_adv"] - ex["x_clean"]).max() <= 0.3 + 1e-6
+    assert (ex["adv_pred"] != ex["label"]).all()
+    strict = tmp_path / "strict.toml"
+    strict.write_text('[[rule]]\nmetric = "robust_accuracy"\nattack = "pgd"\neps = 0.3\nmin = 0.99\n')
+    loose = tmp_path / "loose.toml"
+    loose.write_text('[[rule]]\nmetric = "clean_accuracy"\nmin = 0.5\n')
+    assert not r.gate(strict).passed
+    assert r.gate(loose).passed and len(r.gate(loose).rules) == 1
+
+
+def test_bad_input_raises_with_the_command_lines_message(tmp_path):
+    x, y = mnist(4)
+    with pytest.raises(FileNotFoundError, match="nope.onnx"):
+        gauntlet.evaluate(tmp_path / "nope.onnx", x, y)
+    with pytest.raises(ValueError, match="expects"):
+        gauntlet.evaluate(MODEL, np.zeros((4, 3, 28, 28), np.float32), y)
+    with pytest.raises(ValueError, match="NaN"):
+        gauntlet.evaluate(MODEL, np.full((4, 1, 28, 28), np.nan, np.float32), y)
+    with pytest.raises(ValueError, match="labels"):
+        gauntlet.evaluate(MODEL, x, y[:3])
+    with pytest.raises(ValueError, match="nosuchattack"):
+        gauntlet.evaluate(MODEL, x, y, attacks=["nosuchattack"])
+    with pytest.raises(ValueError):
+        gauntlet.evaluate(b"not an onnx file", x, y)
+    with pytest.raises(ValueError, match="eps"):
+        gauntlet.evaluate(MODEL, x, y, eps=[-1.0])
+    with pytest.raises(ValueError, match="images"):
+        gauntlet.evaluate(MODEL, np.zeros((4, 28, 28), np.float32), y)
+
+
+def test_command_line_in_the_wheel():
+    exe = Path(sys.executable).parent / "gauntlet"
+    out = subprocess.run([str(exe), "--version"], capture_output=True, text=True, check=True).stdout
+    assert gauntlet.__version__ in out
+    bad = subprocess.run([str(exe), "run", "--eps", "x"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "--eps" in bad.stderr
