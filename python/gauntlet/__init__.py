@@ -15,8 +15,10 @@ one-line message; Ctrl-C raises ``KeyboardInterrupt`` after the current batch.
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import threading
+import weakref
 from typing import Any, Iterable, Optional, Sequence, Union
 
 import numpy as np
@@ -117,7 +119,14 @@ def evaluate(
     attacks: attack specs as on the command line (``"pgd:steps=40,step=0.01"``); default FGSM and
     PGD, or the ``preset`` ("quick" or "standard"). eps: budgets in pixel units (default per norm).
     extra_args: any further command-line flags (``["--mean", "0.5", "--std", "0.5"]``).
+    threads: the worker threads, fixed by the first evaluation in a process (default: every core).
+    progress: a progress bar on stderr (for terminals; leave it off in notebooks).
     """
+    if (images is None) != (labels is None):
+        raise ValueError("give both images and labels, or neither (the shipped data)")
+    if images is not None:
+        x = _images_array(images)
+        y = _labels_array(labels, x.shape[0])
     work = tempfile.mkdtemp(prefix="gauntlet-")
     args = ["run"]
     if isinstance(model, (bytes, bytearray)):
@@ -127,11 +136,7 @@ def evaluate(
         args += ["--model", path]
     else:
         args += ["--model", os.fspath(model)]
-    if (images is None) != (labels is None):
-        raise ValueError("give both images and labels, or neither (the shipped data)")
     if images is not None:
-        x = _images_array(images)
-        y = _labels_array(labels, x.shape[0])
         data = os.path.join(work, "data.npz")
         np.savez(data, images=x, labels=y)
         args += ["--dataset", data]
@@ -155,8 +160,18 @@ def evaluate(
     report_dir = os.path.join(work, "report")
     args += ["--report-dir", report_dir]
     args += list(extra_args)
-    status, line, missing = _call(args, silent=True)
-    if line and images is not None:
-        line = line.replace(os.path.join(work, "data.npz"), "images")
-    _raise(status, line, missing)
-    return Report._load(report_dir, os.path.join(report_dir, "report.json"))
+    try:
+        status, line, missing = _call(args, silent=True)
+        if line and images is not None:
+            line = line.replace(os.path.join(work, "data.npz"), "images")
+        _raise(status, line, missing)
+        report = Report._load(report_dir, os.path.join(report_dir, "report.json"))
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    for name in ("data.npz", "model.onnx"):
+        if os.path.exists(os.path.join(work, name)):
+            os.remove(os.path.join(work, name))
+    # The report folder lives as long as the Report (for save() and adversarial_examples()).
+    weakref.finalize(report, shutil.rmtree, work, True)
+    return report

@@ -51,6 +51,33 @@ fn judge(report: &str, gate: &str, baseline: Option<&str>) -> PyResult<String> {
     serde_json::to_string(&outcome).map_err(|e| pyo3::exceptions::PyValueError::new_err(e.to_string()))
 }
 
+/// Loads the model at `model` as `gauntlet run` would and returns, for the batch `images`
+/// (float32 values of shape `shape` = (N, C, H, W), pixel space) and `labels`, the logits
+/// (N·K values) and the input gradient of the summed cross-entropy (N·C·H·W values).
+#[pyfunction]
+fn logits_and_grad(
+    py: Python<'_>,
+    model: &str,
+    images: Vec<f32>,
+    shape: [usize; 4],
+    labels: Vec<u32>,
+) -> PyResult<(Vec<f32>, Vec<f32>)> {
+    use gauntlet::models::{Goal, LoadOptions, Loss};
+    let bad = |e: String| pyo3::exceptions::PyValueError::new_err(e);
+    py.allow_threads(|| {
+        let device = candle_core::Device::Cpu;
+        let (net, _) = gauntlet::run::load_model(Some(std::path::Path::new(model)), &device, &LoadOptions::default())
+            .map_err(|e| e.to_string())?;
+        let x = candle_core::Tensor::from_vec(images, shape.to_vec(), &device).map_err(|e| e.to_string())?;
+        let out = net.loss_and_grad(&x, &Goal::untargeted(labels), Loss::CrossEntropy).map_err(|e| e.to_string())?;
+        let flat = |t: &candle_core::Tensor| -> Result<Vec<f32>, String> {
+            t.flatten_all().and_then(|t| t.to_vec1::<f32>()).map_err(|e| e.to_string())
+        };
+        Ok((flat(&out.logits)?, flat(&out.grad)?))
+    })
+    .map_err(bad)
+}
+
 /// The version of the Rust library inside.
 #[pyfunction]
 fn version() -> &'static str {
@@ -63,5 +90,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(request_stop, m)?)?;
     m.add_function(wrap_pyfunction!(version, m)?)?;
     m.add_function(wrap_pyfunction!(judge, m)?)?;
+    m.add_function(wrap_pyfunction!(logits_and_grad, m)?)?;
     Ok(())
 }

@@ -106,3 +106,24 @@ def test_command_line_in_the_wheel():
     assert gauntlet.__version__ in out
     bad = subprocess.run([str(exe), "run", "--eps", "x"], capture_output=True, text=True)
     assert bad.returncode == 2 and "--eps" in bad.stderr
+
+
+def test_torch_export_round_trip(tmp_path):
+    torch = pytest.importorskip("torch")
+    from gauntlet.torch import export
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.BatchNorm2d(8), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
+        torch.nn.Conv2d(8, 16, 3, stride=2, padding=1), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
+        torch.nn.Flatten(), torch.nn.Linear(16, 5),
+    )
+    net.eval()
+    x = torch.rand(6, 3, 16, 16)
+    path = str(tmp_path / "net.onnx")
+    check = export(net, x, path, normalize=((0.5, 0.4, 0.3), (0.2, 0.25, 0.3)), verbose=False)
+    assert check.logits_difference < 1e-4 and check.gradient_difference < 1e-3
+    # The exported file evaluates like any other model, with the normalization inside.
+    labels = net((x - torch.tensor([0.5, 0.4, 0.3]).view(1, 3, 1, 1)) / torch.tensor([0.2, 0.25, 0.3]).view(1, 3, 1, 1)).argmax(1)
+    r = gauntlet.evaluate(path, x.numpy(), labels.numpy(), attacks=["pgd:steps=5"], eps=[0.5], checks=False)
+    assert r.clean_accuracy == 1.0 and r.robust_accuracy("pgd", 0.5) < 1.0
