@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import tempfile
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Union
 
@@ -24,6 +25,27 @@ class GateOutcome:
 
     def __bool__(self) -> bool:
         return self.passed
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, str):
+        return json.dumps(v)
+    raise ValueError(f"gate rule value {v!r}: use a string, number or boolean")
+
+
+def _rules_toml(rules: Any) -> str:
+    out = []
+    for rule in rules:
+        if not isinstance(rule, dict):
+            raise ValueError(f"gate rule {rule!r}: give each rule as a dict")
+        out.append("[[rule]]")
+        out += [f"{k} = {_toml_value(v)}" for k, v in rule.items()]
+        out.append("")
+    return "\n".join(out)
 
 
 class Report:
@@ -97,11 +119,25 @@ class Report:
             raise ValueError("this report was read from a file; its report folder is not at hand")
         shutil.copytree(self._dir, os.fspath(report_dir))
 
-    def gate(self, gate: Union[str, "os.PathLike[str]"], baseline: Optional[Union[str, "os.PathLike[str]", "Report"]] = None) -> GateOutcome:
-        """Judges the report by a gate file (TOML, docs/GATE.md), optionally against a baseline
-        report (a path or a Report)."""
+    def gate(
+        self,
+        gate: Union[str, "os.PathLike[str]", List[Dict[str, Any]]],
+        baseline: Optional[Union[str, "os.PathLike[str]", "Report"]] = None,
+    ) -> GateOutcome:
+        """Judges the report by a release gate (docs/GATE.md): a gate file's path, the TOML text
+        of one, or a list of rules as dicts (``[{"metric": "robust_accuracy", "attack": "pgd",
+        "eps": 0.3, "min": 0.8}]``); optionally against a baseline report (a path or a Report)."""
         if self._json is None:
             raise ValueError("the report has no file to judge")
+        if isinstance(gate, (list, tuple)) or (isinstance(gate, str) and "[[rule]]" in gate):
+            text = gate if isinstance(gate, str) else _rules_toml(gate)
+            fd, path = tempfile.mkstemp(prefix="gauntlet-gate-", suffix=".toml")
+            try:
+                with os.fdopen(fd, "w", encoding="utf-8") as f:
+                    f.write(text)
+                return self.gate(path, baseline)
+            finally:
+                os.remove(path)
         base = None
         if isinstance(baseline, Report):
             base = baseline._json

@@ -78,6 +78,12 @@ def test_report_files_gate_and_adversarial_examples(tmp_path):
     loose.write_text('[[rule]]\nmetric = "clean_accuracy"\nmin = 0.5\n')
     assert not r.gate(strict).passed
     assert r.gate(loose).passed and len(r.gate(loose).rules) == 1
+    # The same rules as TOML text and as dicts.
+    assert not r.gate(strict.read_text()).passed
+    assert not r.gate([{"metric": "robust_accuracy", "attack": "pgd", "eps": 0.3, "min": 0.99}]).passed
+    assert r.gate([{"metric": "clean_accuracy", "min": 0.5}]).passed
+    with pytest.raises(ValueError, match="metric"):
+        r.gate([{"metric": "no_such_metric", "min": 0.5}])
 
 
 def test_bad_input_raises_with_the_command_lines_message(tmp_path):
@@ -127,3 +133,24 @@ def test_torch_export_round_trip(tmp_path):
     labels = net((x - torch.tensor([0.5, 0.4, 0.3]).view(1, 3, 1, 1)) / torch.tensor([0.2, 0.25, 0.3]).view(1, 3, 1, 1)).argmax(1)
     r = gauntlet.evaluate(path, x.numpy(), labels.numpy(), attacks=["pgd:steps=5"], eps=[0.5], checks=False)
     assert r.clean_accuracy == 1.0 and r.robust_accuracy("pgd", 0.5) < 1.0
+
+
+def test_ctrl_c_stops_a_long_run():
+    # A run far too long to finish: SIGINT stops it after its current batch with KeyboardInterrupt.
+    code = (
+        "import gauntlet\n"
+        "try:\n"
+        "    gauntlet.evaluate('builtin:mnist-cnn', attacks=['pgd:steps=2000'], eps=[1e-4], batch_size=16, checks=False)\n"
+        "except KeyboardInterrupt as e:\n"
+        "    print('interrupted:', e)\n"
+        "    raise SystemExit(130)\n"
+    )
+    p = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    import signal
+    import time
+
+    time.sleep(3)
+    p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=60)
+    assert p.returncode == 130, (out, err)
+    assert "interrupted: gauntlet stopped after its current batch" in out
