@@ -5,12 +5,13 @@
 //! a flawed evaluation ([`checks`]); it judges reports by a release gate ([`gate`]) and renders them
 //! ([`report`]). Imports run one way: run → checks → eval → report, gate → report. Models, attacks and
 //! datasets live in the `gauntlet-models`, `gauntlet-attacks` and `gauntlet-datasets` crates,
-//! re-exported here. The command line sits on top of them all ([`cli`] parses, `commands` runs);
-//! the `gauntlet` binary (`src/main.rs`) and the Python package only call [`cli::main`].
+//! re-exported here. The command line sits on top of them all ([`commands`] runs, [`cli`] holds
+//! the clap types it parses); the `gauntlet` binary (`src/main.rs`) and the Python package only
+//! call [`commands::main`].
 
 pub mod checks;
 pub mod cli;
-mod commands;
+pub mod commands;
 mod error;
 pub mod eval;
 pub mod gate;

@@ -1,6 +1,6 @@
-//! The `gauntlet` binary: the command line of the library (`gauntlet::cli`), its status as the
-//! exit code.
+//! The `gauntlet` binary: the command line of the library (`gauntlet::commands::main`), its
+//! status as the exit code.
 
 fn main() {
-    std::process::exit(gauntlet::cli::main(std::env::args_os()).code());
+    std::process::exit(gauntlet::commands::main(std::env::args_os()).code());
 }

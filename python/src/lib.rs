@@ -14,8 +14,8 @@ fn run_cli(py: Python<'_>, args: Vec<String>, silent: bool) -> (i32, Option<Stri
     gauntlet::cli::interrupt::handled_outside();
     gauntlet::cli::set_silent(silent);
     let argv: Vec<String> = std::iter::once("gauntlet".to_string()).chain(args).collect();
-    let status = py.allow_threads(|| gauntlet::cli::main(argv));
-    let (line, missing) = match gauntlet::cli::last_error() {
+    let status = py.allow_threads(|| gauntlet::commands::main(argv));
+    let (line, missing) = match gauntlet::commands::last_error() {
         Some((line, missing)) => (Some(line), missing),
         None => (None, false),
     };

@@ -33,7 +33,7 @@ impl ExitStatus {
 
 /// Parses the command line; on a usage error prints one line (clap's first, without its usage
 /// block) and returns the status to exit with. `--help` and `--version` print and return `Ok`.
-pub fn parse<I, T>(args: I) -> Result<Cli, ExitStatus>
+pub fn parse<I, T>(args: I) -> Result<Cli, (ExitStatus, Option<String>)>
 where
     I: IntoIterator<Item = T>,
     T: Into<std::ffi::OsString> + Clone,
@@ -42,7 +42,7 @@ where
         Ok(c) => Ok(c),
         Err(e) if !e.use_stderr() => {
             let _ = e.print();
-            Err(ExitStatus::Ok)
+            Err((ExitStatus::Ok, None))
         }
         Err(e) => {
             let text = e.render().to_string();
@@ -50,23 +50,8 @@ where
             if !silent() {
                 eprintln!("{first} (see `gauntlet --help`)");
             }
-            crate::commands::record_error(first.strip_prefix("error: ").unwrap_or(first));
-            Err(ExitStatus::Usage)
+            Err((ExitStatus::Usage, Some(first.strip_prefix("error: ").unwrap_or(first).to_string())))
         }
-    }
-}
-
-/// The whole command line: parse `args` (the program name first), run the command, and return
-/// the status to exit with. The `gauntlet` binary and the Python package's console script both
-/// call this.
-pub fn main<I, T>(args: I) -> ExitStatus
-where
-    I: IntoIterator<Item = T>,
-    T: Into<std::ffi::OsString> + Clone,
-{
-    match parse(args) {
-        Ok(cli) => crate::commands::dispatch(cli.command),
-        Err(status) => status,
     }
 }
 
@@ -80,12 +65,6 @@ pub fn set_silent(on: bool) {
 
 pub(crate) fn silent() -> bool {
     SILENT.load(std::sync::atomic::Ordering::SeqCst)
-}
-
-/// The error the last command printed (one line) and whether it named a missing file; `None`
-/// when it succeeded or failed on usage (clap prints those).
-pub fn last_error() -> Option<(String, bool)> {
-    crate::commands::take_last_error()
 }
 
 #[derive(Parser, Debug)]

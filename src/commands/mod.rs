@@ -1,4 +1,5 @@
-//! One file per subcommand; each turns its arguments into library calls and prints the result.
+//! The command line's top: [`main`] parses and dispatches; one file per subcommand, each turning
+//! its arguments into library calls and printing the result.
 
 use std::sync::Mutex;
 
@@ -17,14 +18,26 @@ mod verify;
 /// turn it into an exception: the Python package).
 static LAST_ERROR: Mutex<Option<(String, bool)>> = Mutex::new(None);
 
-/// Takes the error the last command printed, if it failed with one.
-pub fn take_last_error() -> Option<(String, bool)> {
-    LAST_ERROR.lock().unwrap_or_else(|e| e.into_inner()).take()
+/// The whole command line: parse `args` (the program name first), run the command, and return
+/// the status to exit with. The `gauntlet` binary and the Python package both call this.
+pub fn main<I, T>(args: I) -> ExitStatus
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    match crate::cli::parse(args) {
+        Ok(cli) => dispatch(cli.command),
+        Err((status, line)) => {
+            *LAST_ERROR.lock().unwrap_or_else(|e| e.into_inner()) = line.map(|l| (l, false));
+            status
+        }
+    }
 }
 
-/// Records a usage error the parser printed.
-pub(crate) fn record_error(line: &str) {
-    *LAST_ERROR.lock().unwrap_or_else(|e| e.into_inner()) = Some((line.to_string(), false));
+/// The error the last command printed (one line) and whether it named a missing file; `None`
+/// when it succeeded.
+pub fn last_error() -> Option<(String, bool)> {
+    LAST_ERROR.lock().unwrap_or_else(|e| e.into_inner()).take()
 }
 
 fn missing_file(e: &anyhow::Error) -> bool {
