@@ -139,6 +139,11 @@ pub trait Classifier: Send + Sync {
         "candle operations".into()
     }
 
+    /// The model for certified bounds in pixel space, or why it has none.
+    fn bound_net(&self) -> Result<crate::bounds::BoundNet> {
+        Err(ModelError::Bounds("this kind of model has no bound propagation".into()))
+    }
+
     /// Per-sample loss and d loss / d x, signed so that ascending always helps the attacker.
     fn loss_and_grad(&self, x: &Tensor, goal: &Goal, loss: Loss) -> Result<LossGrad> {
         autograd_loss_and_grad(self, x, goal, loss)

@@ -44,6 +44,10 @@ pub enum ModelError {
     #[error("{0}")]
     Invalid(String),
 
+    /// Certified bounds cannot be computed for the model.
+    #[error("certified bounds: {0}")]
+    Bounds(String),
+
     #[error("device: {0}")]
     Device(String),
 

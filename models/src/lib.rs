@@ -1,6 +1,7 @@
 //! Classifiers for Gauntlet: the [`Classifier`] trait that attacks see, sequential architectures
 //! built from a TOML spec plus safetensors weights, pooling with correct gradients, and devices.
 
+pub mod bounds;
 pub mod classifier;
 pub mod conv;
 pub mod cpu_ops;

@@ -171,6 +171,10 @@ impl<C: Classifier> Classifier for Preprocessed<C> {
         self.inner.executor()
     }
 
+    fn bound_net(&self) -> Result<crate::bounds::BoundNet> {
+        Ok(self.inner.bound_net()?.behind(&self.pre, self.input_shape()))
+    }
+
     fn loss_and_grad(&self, x: &Tensor, goal: &Goal, loss: Loss) -> Result<LossGrad> {
         if self.pre.is_identity() {
             return self.inner.loss_and_grad(x, goal, loss);
@@ -214,6 +218,10 @@ impl<C: Classifier + ?Sized> Classifier for Box<C> {
 
     fn executor(&self) -> String {
         (**self).executor()
+    }
+
+    fn bound_net(&self) -> Result<crate::bounds::BoundNet> {
+        (**self).bound_net()
     }
 
     fn loss_and_grad(&self, x: &Tensor, goal: &Goal, loss: Loss) -> Result<LossGrad> {

@@ -354,6 +354,13 @@ impl Classifier for Sequential {
         }
     }
 
+    fn bound_net(&self) -> Result<crate::bounds::BoundNet> {
+        let graph = crate::onnx::Graph::from_proto(self.to_onnx()?, "spec".as_ref(), &Device::Cpu)?;
+        let engine = crate::onnx::lower::compile_unfused(&graph, onnx::INPUT, onnx::OUTPUT, &self.input)
+            .map_err(ModelError::Bounds)?;
+        crate::bounds::BoundNet::new(engine, self.classes).map_err(ModelError::Bounds)
+    }
+
     fn loss_and_grad(&self, x: &Tensor, goal: &Goal, loss: Loss) -> Result<LossGrad> {
         if let Some(engine) = self.plan(x) {
             engine.loss_and_grad(x, goal, loss)

@@ -61,7 +61,7 @@ pub(crate) struct Step {
 }
 
 impl Step {
-    fn forward(&self, n: usize, x: &[&[f32]], y: &mut [f32]) {
+    pub(crate) fn forward(&self, n: usize, x: &[&[f32]], y: &mut [f32]) {
         let rows = n * self.rows;
         match &self.op {
             Op::Conv(k) => k.forward(n, x, y),
@@ -80,7 +80,7 @@ impl Step {
         }
     }
 
-    fn backward(&self, n: usize, x: &[&[f32]], y: &[f32], dy: &[f32], dx: &mut [Option<&mut [f32]>]) {
+    pub(crate) fn backward(&self, n: usize, x: &[&[f32]], y: &[f32], dy: &[f32], dx: &mut [Option<&mut [f32]>]) {
         let rows = n * self.rows;
         match &self.op {
             Op::Conv(k) => k.backward(n, y, dy, dx),

@@ -95,6 +95,16 @@ fn is_float(t: &Tensor) -> bool {
 
 /// Compiles `graph` for the input `input` (per-sample dims `sample`) and the logits `output`.
 pub(crate) fn compile(graph: &Graph, input: &str, output: &str, sample: &[usize]) -> Res<Engine> {
+    plan(graph, input, output, sample, true)
+}
+
+/// The plan with one kernel per operator, nothing fused: what bound propagation walks
+/// ([`crate::bounds`]), where every activation must be a step of its own.
+pub(crate) fn compile_unfused(graph: &Graph, input: &str, output: &str, sample: &[usize]) -> Res<Engine> {
+    plan(graph, input, output, sample, false)
+}
+
+fn plan(graph: &Graph, input: &str, output: &str, sample: &[usize], fused: bool) -> Res<Engine> {
     let cpu = Device::Cpu;
     let probe = |n: usize| -> Res<HashMap<&str, Tensor>> {
         let len: usize = sample.iter().product();
@@ -150,7 +160,7 @@ pub(crate) fn compile(graph: &Graph, input: &str, output: &str, sample: &[usize]
             needs[s.output] = s.inputs.iter().any(|&b| needs[b]);
         }
     }
-    let steps = fuse::fuse(steps, out);
+    let steps = if fused { fuse::fuse(steps, out) } else { steps };
     Ok(Engine::new(steps, lens, needs, input_buf, out))
 }
 

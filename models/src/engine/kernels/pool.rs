@@ -49,7 +49,7 @@ pub(crate) struct Window {
 impl Window {
     /// The input rows and columns of output (oy, ox), clipped to the input.
     #[inline]
-    fn span(&self, oy: usize, ox: usize) -> (std::ops::Range<usize>, std::ops::Range<usize>) {
+    pub(crate) fn span(&self, oy: usize, ox: usize) -> (std::ops::Range<usize>, std::ops::Range<usize>) {
         let y0 = (oy * self.s[0]) as isize - self.pad[0] as isize;
         let x0 = (ox * self.s[1]) as isize - self.pad[1] as isize;
         let ys = y0.max(0) as usize..((y0 + self.k[0] as isize).min(self.h as isize)).max(0) as usize;
