@@ -138,8 +138,8 @@ fn no_point_of_the_ball_beats_the_bounds_on_random_networks() {
                                     cert.margins[j]
                                 );
                             }
-                            for k in 0..4 {
-                                assert!(z[k] >= cert.logit_lower[k] - 1e-5 && z[k] <= cert.logit_upper[k] + 1e-5);
+                            for ((v, lo), hi) in z.iter().zip(&cert.logit_lower).zip(&cert.logit_upper) {
+                                assert!(*v >= lo - 1e-5 && *v <= hi + 1e-5, "logit {v} outside [{lo}, {hi}]");
                             }
                         }
                     }

@@ -118,6 +118,14 @@ impl EvalOpts {
             batch_size: self.batch_size,
             device,
             checks: !self.no_checks,
+            certify: match &self.certify {
+                Some(text) => text
+                    .split(',')
+                    .filter(|m| !m.trim().is_empty())
+                    .map(crate::eval::certify::parse_method)
+                    .collect::<Result<Vec<_>, _>>()?,
+                None => Vec::new(),
+            },
             check_samples: self.check_samples,
             keep,
             model_options: LoadOptions { preprocess: self.preprocess()?, ..self.graph.load_options()? },

@@ -333,6 +333,10 @@ pub struct EvalOpts {
     /// Skip the integrity checks.
     #[arg(long)]
     pub no_checks: bool,
+    /// Certified bounds beside the attacks: ibp, crown, or both (ibp,crown). Proven robust
+    /// accuracy ≤ the true robust accuracy ≤ the attacks' (docs/CERTIFY.md).
+    #[arg(long, value_name = "METHODS")]
+    pub certify: Option<String>,
     /// Samples the checks' extra attacks run on.
     #[arg(long, default_value_t = 100, value_name = "N")]
     pub check_samples: usize,

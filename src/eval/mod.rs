@@ -25,6 +25,7 @@ use gauntlet_models::{predictions, Bounds, Classifier, Goal};
 
 use crate::{Error, Result};
 
+pub mod certify;
 mod merge;
 mod records;
 mod summary;

@@ -38,6 +38,7 @@ impl Evaluation {
                     targets: ev.targets.as_ref().map(|t| t[i].clone()),
                     results,
                     robust: (0..ev.eps.len()).map(|k| ev.robust_all(i, k)).collect(),
+                    certificates: Vec::new(),
                 }
             })
             .collect()

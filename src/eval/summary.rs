@@ -121,6 +121,7 @@ impl Report {
             results,
             worst_case,
             minimal_norm: radius_summaries(ev),
+            certified: Vec::new(),
             checks: Vec::new(),
             definitions: Definitions {
                 robust_accuracy: ROBUST_ACCURACY_DEFINITION.into(),

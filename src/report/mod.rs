@@ -57,6 +57,9 @@ pub struct Report {
     /// Robustness radii found by minimal-norm attacks.
     #[serde(default)]
     pub minimal_norm: Vec<RadiusSummary>,
+    /// Certified robust accuracy (`--certify`): per method and ε, what bound propagation proved.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub certified: Vec<CertifiedRow>,
     /// Integrity checks of the evaluation (docs/CHECKS.md).
     #[serde(default)]
     pub checks: Vec<Check>,
@@ -71,6 +74,28 @@ pub struct Report {
     /// The release gate's verdict, when a gate was given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gate: Option<GateOutcome>,
+}
+
+/// What one certification method proved at one ε: a lower bound on the robust accuracy, beside
+/// the attacks' upper bound.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CertifiedRow {
+    /// `ibp` or `crown`.
+    pub method: String,
+    pub norm: Norm,
+    pub eps: f64,
+    /// Samples proven robust (correctly classified everywhere in the ball) / all samples.
+    pub certified_accuracy: f64,
+    pub certified: usize,
+    /// Misclassified, or broken by a verified adversarial example of an attack.
+    pub broken: usize,
+    /// Neither proven nor broken.
+    pub open: usize,
+    /// The worst case over the attacks at this ε (the upper bound).
+    pub robust_accuracy: f64,
+    /// robust_accuracy − certified_accuracy: how far the truth may lie from either.
+    pub gap: f64,
+    pub time_s: f64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

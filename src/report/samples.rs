@@ -18,6 +18,9 @@ pub struct SampleRecord {
     pub results: Vec<SampleResult>,
     /// Per ε: whether the sample resisted every attack (the worst case).
     pub robust: Vec<bool>,
+    /// Per certification method × ε (`--certify`): certified, broken or open.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub certificates: Vec<SampleCertificate>,
 }
 
 /// One attack at one ε on one sample.
@@ -40,6 +43,25 @@ pub struct SampleResult {
     /// The smallest ε at which it broke.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub first_eps: Option<f64>,
+}
+
+/// One sample's status under one method at one ε.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum CertStatus {
+    Certified,
+    Broken,
+    Open,
+}
+
+/// One sample's certificate under one method at one ε, for `samples.jsonl`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SampleCertificate {
+    pub method: String,
+    pub eps: f64,
+    pub status: CertStatus,
+    /// The proven lower bound of the smallest margin z_label − z_other over the ball.
+    pub margin: f32,
 }
 
 /// The records as JSON Lines.

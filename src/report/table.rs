@@ -107,6 +107,24 @@ impl Report {
                 q.join(", ")
             );
         }
+        if !self.certified.is_empty() {
+            s += "\ncertified (proven lower bound ≤ true robust accuracy ≤ the attacks' upper bound):\n";
+            for c in &self.certified {
+                s += &format!(
+                    "  {} {} eps {}: certified {} ({}/{}) | attacks {} | gap {:.2} pp | open {} | {:.1}s\n",
+                    c.method,
+                    c.norm,
+                    fmt_eps(c.eps),
+                    pct(c.certified_accuracy),
+                    c.certified,
+                    self.samples,
+                    pct(c.robust_accuracy),
+                    c.gap * 100.0,
+                    c.open,
+                    c.time_s
+                );
+            }
+        }
         if !self.checks.is_empty() {
             s += "\nintegrity checks:\n";
             for c in &self.checks {

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use candle_core::{DType, Device};
 use gauntlet_attacks::{Attack, Norm, Registry};
 use gauntlet_datasets::{self as datasets, ImageSet, Limited, OpenOptions, Source};
+use gauntlet_models::bounds::{BoundNet, Method};
 use gauntlet_models::preprocess::Preprocessed;
 use gauntlet_models::{self as models, Classifier, LoadOptions};
 use serde_json::json;
@@ -43,6 +44,8 @@ pub struct RunConfig {
     pub batch_size: usize,
     pub device: Device,
     pub checks: bool,
+    /// Certification methods to run after the attacks (`--certify`).
+    pub certify: Vec<Method>,
     pub check_samples: usize,
     /// Adversarial examples to keep per attack (for `--save-adversarial` and the HTML report).
     pub keep: usize,
@@ -144,6 +147,11 @@ impl RunConfig {
             return Err(Error::Config("no attack given".into()));
         }
         normalize_eps(&self.eps)?;
+        if !self.certify.is_empty() && self.target.is_some() {
+            return Err(Error::Config(
+                "--certify proves that no point of the ball changes the prediction (untargeted); drop --target".into(),
+            ));
+        }
         Ok(())
     }
 
@@ -185,6 +193,9 @@ impl RunConfig {
         }
         if let Some(shard) = self.shard {
             config["shard"] = json!(shard.to_string());
+        }
+        if !self.certify.is_empty() {
+            config["certify"] = json!(self.certify.iter().map(|m| m.name()).collect::<Vec<_>>());
         }
         config
     }
@@ -249,6 +260,14 @@ impl RunConfig {
                 });
             }
         }
+        // A model bounds cannot pass through is refused before any work.
+        let net = match self.certify.is_empty() {
+            true => None,
+            false => Some(model.bound_net().map_err(|e| Error::Input {
+                path: model_source.clone(),
+                message: format!("{e}; run without --certify to evaluate it with attacks only"),
+            })?),
+        };
         let bounds = model.bounds();
         let range = f64::from(bounds.hi - bounds.lo);
         if let Some(e) = self.eps.iter().find(|&&e| self.norm == Norm::Linf && e > range * (1.0 + 1e-9)) {
@@ -277,7 +296,18 @@ impl RunConfig {
         let model_files = provenance::model_files(self.model.as_deref())?;
         let dataset_files = provenance::dataset_files(self.dataset.as_deref())?;
         let config = self.config(&model_source, data.source());
-        Ok(Prepared { model, model_source, data, targets, model_files, dataset_files, config, started_at, run: self })
+        Ok(Prepared {
+            model,
+            model_source,
+            net,
+            data,
+            targets,
+            model_files,
+            dataset_files,
+            config,
+            started_at,
+            run: self,
+        })
     }
 }
 
@@ -285,6 +315,8 @@ impl RunConfig {
 struct Prepared {
     model: Box<dyn Classifier>,
     model_source: String,
+    /// The model for certified bounds (with `--certify`).
+    net: Option<BoundNet>,
     data: Box<dyn Source>,
     targets: Option<TargetMode>,
     model_files: Vec<FileHash>,
@@ -400,6 +432,23 @@ impl Prepared {
         } else {
             Vec::new()
         };
+        let mut checks = checks;
+        let certification = match &self.net {
+            Some(net) => {
+                let c = eval::certify::certify(
+                    &*self.model,
+                    net,
+                    &*self.data,
+                    &ev,
+                    &run.certify,
+                    run.batch_size,
+                    progress,
+                )?;
+                checks.push(certify_check(&c));
+                Some(c)
+            }
+            None => None,
+        };
         let model = &self.model;
         let bounds = model.bounds();
         let meta = Meta {
@@ -423,6 +472,13 @@ impl Prepared {
         };
         let mut report = Report::new(&ev, meta);
         report.checks = checks;
+        let mut samples = ev.sample_records();
+        if let Some(c) = certification {
+            report.certified = c.rows;
+            for (record, certs) in samples.iter_mut().zip(c.samples) {
+                record.certificates = certs;
+            }
+        }
         let config = self.config;
         report.provenance = Some(Provenance {
             model_files: self.model_files,
@@ -438,7 +494,28 @@ impl Prepared {
         let notes = model.notes().into_iter().map(|n| format!("{}: {n}", report.model.source)).collect();
         let examples = ev.adversarial_examples(&*self.data)?;
         let checkpoint = checkpoint.filter(|_| run.shard.is_none());
-        Ok(Outcome { samples: ev.sample_records(), examples, report, notes, checkpoint })
+        Ok(Outcome { samples, examples, report, notes, checkpoint })
+    }
+}
+
+/// The certificates against the attacks: a sample proven robust cannot have been broken.
+fn certify_check(c: &eval::certify::Certification) -> crate::report::Check {
+    use crate::report::{Check, Status};
+    let name = "certificates-unbroken".to_string();
+    match c.contradictions.first() {
+        None => Check {
+            name,
+            status: Status::Pass,
+            detail: "no certified sample has an adversarial example from the attacks".into(),
+        },
+        Some((i, method, eps)) => Check {
+            name,
+            status: Status::Fail,
+            detail: format!(
+                "{} certified sample(s) were broken by an attack (first: sample {i}, {method}, eps {eps}): the certificate is unsound; report it with the model",
+                c.contradictions.len()
+            ),
+        },
     }
 }
 

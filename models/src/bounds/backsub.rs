@@ -32,6 +32,28 @@ impl Rows {
 /// Coefficients (floats) held at once by one chunk of rows, for each of its buffers.
 const CHUNK_FLOATS: usize = 16 << 20;
 
+/// Coefficient buffers reused from step to step and chunk to chunk: a fresh allocation of this
+/// size costs more in page faults than the arithmetic done in it.
+#[derive(Default)]
+struct Pool(Vec<Vec<f32>>);
+
+impl Pool {
+    /// A zeroed buffer of `len` floats.
+    fn zeroed(&mut self, len: usize) -> Vec<f32> {
+        let mut v = match self.0.iter().position(|b| b.capacity() >= len) {
+            Some(i) => self.0.swap_remove(i),
+            None => Vec::with_capacity(len),
+        };
+        v.clear();
+        v.resize(len, 0.0);
+        v
+    }
+
+    fn give(&mut self, v: Vec<f32>) {
+        self.0.push(v);
+    }
+}
+
 impl BoundNet {
     /// The lower bound of every row over the input set, the buffer `target` being computed by
     /// the steps before `upto`.
@@ -46,13 +68,17 @@ impl BoundNet {
         let widest = self.engine.lens.iter().copied().max().unwrap_or(1).max(1);
         let per_chunk = (CHUNK_FLOATS / widest).clamp(8, 4096);
         let mut out = Vec::with_capacity(rows.samples.len());
+        let mut pool = Pool::default();
+        // What the input-gradient kernels read of the forward pass (nothing, for linear steps).
+        let zeros = vec![0.0f32; per_chunk.min(rows.samples.len()) * widest];
         for start in (0..rows.samples.len()).step_by(per_chunk) {
             let end = (start + per_chunk).min(rows.samples.len());
-            out.extend(self.chunk(iv, set, target, upto, rows, start..end));
+            out.extend(self.chunk(iv, set, target, upto, rows, start..end, &mut pool, &zeros));
         }
         out
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn chunk(
         &self,
         iv: &Intervals,
@@ -61,12 +87,14 @@ impl BoundNet {
         upto: usize,
         rows: &Rows,
         range: std::ops::Range<usize>,
+        pool: &mut Pool,
+        zeros: &[f32],
     ) -> Vec<f32> {
         let e = &self.engine;
         let r = range.len();
         let samples = &rows.samples[range.clone()];
         let mut lam: Vec<Option<Vec<f32>>> = vec![None; e.lens.len()];
-        let mut first = vec![0.0f32; r * rows.len];
+        let mut first = pool.zeroed(r * rows.len);
         for (row, coefs) in rows.coefs[range].iter().enumerate() {
             for &(i, v) in coefs {
                 first[row * rows.len + i] += v;
@@ -74,9 +102,6 @@ impl BoundNet {
         }
         lam[target] = Some(first);
         let mut konst = vec![0.0f64; r];
-        let widest = e.lens.iter().copied().max().unwrap_or(1);
-        // What the input-gradient kernels read of the forward pass (nothing, for linear steps).
-        let zeros = vec![0.0f32; r * widest];
 
         for k in (0..upto).rev() {
             let step = &e.steps[k];
@@ -88,6 +113,7 @@ impl BoundNet {
                         *c += l.iter().zip(offset).map(|(&a, &b)| a as f64 * b as f64).sum::<f64>();
                     });
                     if step.inputs.is_empty() {
+                        pool.give(ly);
                         continue;
                     }
                     // The inputs' coefficients, accumulated into (an input named twice gets a
@@ -96,7 +122,7 @@ impl BoundNet {
                     for (p, &i) in step.inputs.iter().enumerate() {
                         let repeated = step.inputs[..p].contains(&i);
                         let buf = if repeated { None } else { lam[i].take() };
-                        taken.push((i, repeated, buf.unwrap_or_else(|| vec![0.0; r * e.lens[i]])));
+                        taken.push((i, repeated, buf.unwrap_or_else(|| pool.zeroed(r * e.lens[i]))));
                     }
                     {
                         let xs: Vec<&[f32]> = step.inputs.iter().map(|&i| &zeros[..r * e.lens[i]]).collect();
@@ -108,15 +134,17 @@ impl BoundNet {
                         if repeated {
                             let acc = lam[i].get_or_insert_with(|| vec![0.0; r * e.lens[i]]);
                             acc.iter_mut().zip(&v).for_each(|(a, b)| *a += b);
+                            pool.give(v);
                         } else {
                             lam[i] = Some(v);
                         }
                     }
+                    pool.give(ly);
                 }
                 Kind::Act { slope } => {
                     let b = step.inputs[0];
                     let len = e.lens[b];
-                    let mut lx = lam[b].take().unwrap_or_else(|| vec![0.0; r * len]);
+                    let mut lx = lam[b].take().unwrap_or_else(|| pool.zeroed(r * len));
                     let (lo, hi) = (&iv.lo[b], &iv.hi[b]);
                     let a = *slope;
                     lx.par_chunks_mut(len).zip(ly.par_chunks(len)).zip(konst.par_iter_mut()).zip(samples).for_each(
@@ -150,13 +178,14 @@ impl BoundNet {
                         },
                     );
                     lam[b] = Some(lx);
+                    pool.give(ly);
                 }
                 Kind::MaxPool => {
                     let Op::MaxPool(p) = &step.op else { unreachable!("a max pool step") };
                     let b = step.inputs[0];
                     let len = e.lens[b];
                     let w = p.win;
-                    let mut lx = lam[b].take().unwrap_or_else(|| vec![0.0; r * len]);
+                    let mut lx = lam[b].take().unwrap_or_else(|| pool.zeroed(r * len));
                     let (lo, hi) = (&iv.lo[b], &iv.hi[b]);
                     lx.par_chunks_mut(len).zip(ly.par_chunks(ol)).zip(konst.par_iter_mut()).zip(samples).for_each(
                         |(((lx, ly), c), &s)| {
@@ -206,11 +235,15 @@ impl BoundNet {
                         },
                     );
                     lam[b] = Some(lx);
+                    pool.give(ly);
                 }
             }
         }
-        let lin = lam[e.input].take().unwrap_or_else(|| vec![0.0; r * e.lens[e.input]]);
-        self.concretize(&lin, &konst, samples, set)
+        let lin = lam[e.input].take().unwrap_or_else(|| pool.zeroed(r * e.lens[e.input]));
+        let out = self.concretize(&lin, &konst, samples, set);
+        pool.give(lin);
+        lam.into_iter().flatten().for_each(|v| pool.give(v));
+        out
     }
 
     /// min over the input set of Λ·x + c for every row (Λ over the plan's input).
