@@ -13,7 +13,7 @@ use gauntlet::gate::Gate;
 use gauntlet::models::zoo;
 use gauntlet::report::adversarial::AdvExample;
 use gauntlet::report::samples::SampleRecord;
-use gauntlet::report::{fmt_eps, Check, DatasetInfo, Meta, ModelInfo, Report, RunInfo, Status};
+use gauntlet::report::{fmt_eps, CertifiedRow, Check, DatasetInfo, Meta, ModelInfo, Report, RunInfo, Status};
 use gauntlet::report::{html, plots};
 
 struct Run {
@@ -293,6 +293,77 @@ fn tables_show_the_reports_numbers() {
         assert_eq!(row[2], format!("{:.4}", v.value.unwrap()));
         assert_eq!(row[6], v.message);
     }
+}
+
+#[test]
+fn certified_curves_and_the_gap_band() {
+    let Run { report, records, examples } = run();
+    let mut r = report.clone();
+    // CROWN proves a little less than the attacks leave, IBP nothing beyond the smallest ε.
+    for (method, frac) in [("crown", 0.8), ("ibp", 0.0)] {
+        for (k, w) in report.worst_case.iter().enumerate() {
+            let certified = if k == 0 || frac > 0.0 { (w.robust as f64 * frac) as usize } else { 0 };
+            let acc = certified as f64 / report.samples as f64;
+            r.certified.push(CertifiedRow {
+                method: method.into(),
+                norm: Norm::Linf,
+                eps: w.eps,
+                certified_accuracy: acc,
+                certified,
+                broken: report.samples - w.robust,
+                open: w.robust - certified,
+                robust_accuracy: w.robust_accuracy,
+                gap: w.robust_accuracy - acc,
+                time_s: 0.25,
+            });
+        }
+    }
+    let svg = plots::robust_curve_svg(&r);
+    check_well_formed(&svg, false);
+    for k in 0..2 {
+        assert_eq!(polylines_in(&svg, &plots::certified_color(&r, k)), 1, "one certified curve per method");
+    }
+    assert_ne!(plots::certified_color(&r, 0), plots::series_color(ATTACKS.len() - 1));
+    for (i, a) in ATTACKS.iter().enumerate() {
+        assert_eq!(polylines_in(&svg, &plots::series_color(i)), 1, "one curve for {a}");
+    }
+    let texts = svg_texts(&svg);
+    for label in [plots::GAP_LABEL, "crown (certified)", "ibp (certified)", "worst case"] {
+        assert!(texts.iter().any(|t| t == label), "no legend {label:?}: {texts:?}");
+    }
+    // The band: from the clean accuracy along the worst case and back along CROWN's curve.
+    let polygons: Vec<&str> = svg.split("<polygon").skip(1).collect();
+    assert_eq!(polygons.len(), 1, "one gap band");
+    assert!(polygons[0].to_ascii_lowercase().contains(&format!("fill=\"{}\"", plots::GAP_COLOR)));
+    let points = polygons[0].split("points=\"").nth(1).unwrap();
+    let points = &points[..points.find('"').unwrap()];
+    assert_eq!(points.split_whitespace().count(), 2 * (1 + report.worst_case.len()));
+    // No certified rows: no band and no certified curves, as before.
+    let plain = plots::robust_curve_svg(report);
+    assert!(!plain.contains("<polygon") && !plain.contains("(certified)"));
+
+    let doc = html::report(&r, records, examples);
+    check_well_formed(&doc, true);
+    assert_eq!(elements(&doc, "svg").len(), 2);
+    let start = doc.find("<table id=\"certified\"").expect("a certified table");
+    let table = &doc[start..start + doc[start..].find("</table>").unwrap()];
+    let rows: Vec<Vec<String>> = elements(elements(table, "tbody")[0], "tr")
+        .into_iter()
+        .map(|tr| elements(tr, "td").into_iter().map(text).collect())
+        .collect();
+    assert_eq!(rows.len(), 4);
+    let pct = |v: f64| format!("{:.2}%", v * 100.0);
+    for (row, c) in rows.iter().zip(&r.certified) {
+        assert_eq!(row[0], format!("{} (L∞)", c.method));
+        assert_eq!(row[1], fmt_eps(c.eps));
+        assert_eq!(row[2], pct(c.certified_accuracy));
+        assert_eq!(row[3], format!("{}/40", c.certified));
+        assert_eq!(row[4], pct(c.robust_accuracy));
+        assert_eq!(row[5], format!("{:.2}", c.gap * 100.0));
+        assert_eq!((row[6].parse::<usize>().unwrap(), row[7].parse::<usize>().unwrap()), (c.broken, c.open));
+        assert_eq!(row[8], "0.25 s");
+    }
+    assert!(!html::report(report, records, examples).contains("id=\"certified\""));
 }
 
 #[test]

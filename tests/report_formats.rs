@@ -14,8 +14,9 @@ use gauntlet::eval::{evaluate, EvalConfig, Evaluation, Silent};
 use gauntlet::gate::Gate;
 use gauntlet::models::{zoo, Classifier};
 use gauntlet::report::provenance::{self, Provenance};
-use gauntlet::report::{junit, markdown, samples};
-use gauntlet::report::{Check, DatasetInfo, Meta, ModelInfo, Report, RunInfo, Status};
+use gauntlet::report::samples::{CertStatus, SampleCertificate, SampleRecord};
+use gauntlet::report::{html, junit, markdown, plots, samples};
+use gauntlet::report::{CertifiedRow, Check, DatasetInfo, Meta, ModelInfo, Report, RunInfo, Status};
 use serde_json::{json, Value};
 
 const N: usize = 40;
@@ -500,4 +501,209 @@ fn leaderboard_ranks_by_worst_case_at_the_largest_eps() {
     assert_eq!(top[10], "**75.00%**");
     assert_eq!(top[11], "12.3 s");
     assert_eq!(rows[4][10], format!("**{base_last}**"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Certified robustness (`--certify`)
+
+/// The fixture's sample records with made-up certificates, and the report with the certified rows
+/// they imply: CROWN proves every robust sample but every fourth, IBP none. Every status follows
+/// the attacks (a sample an attack broke, or a misclassified one, is `broken`); every fourth broken
+/// sample has an infinite margin (written as null).
+fn certified_fixture() -> (Report, Vec<SampleRecord>) {
+    let f = fixture();
+    let mut report = f.report.clone();
+    let mut records = f.ev.sample_records();
+    for (m, method) in ["crown", "ibp"].into_iter().enumerate() {
+        for (k, &eps) in report.eps.clone().iter().enumerate() {
+            let mut counts = [0usize; 3];
+            for rec in &mut records {
+                let status = if !rec.robust[k] {
+                    CertStatus::Broken
+                } else if method == "crown" && rec.index % 4 != 3 {
+                    CertStatus::Certified
+                } else {
+                    CertStatus::Open
+                };
+                let margin = match status {
+                    CertStatus::Certified => 0.5,
+                    CertStatus::Open => -1.25,
+                    CertStatus::Broken if rec.index % 4 == 0 => f32::NEG_INFINITY,
+                    CertStatus::Broken => -3.0,
+                };
+                counts[status as usize] += 1;
+                rec.certificates.push(SampleCertificate { method: method.into(), eps, status, margin });
+            }
+            let worst = &report.worst_case[k];
+            let [certified, broken, open] = counts;
+            assert_eq!(broken, N - worst.robust);
+            report.certified.push(CertifiedRow {
+                method: method.into(),
+                norm: Norm::Linf,
+                eps,
+                certified_accuracy: certified as f64 / N as f64,
+                certified,
+                broken,
+                open,
+                robust_accuracy: worst.robust_accuracy,
+                gap: worst.robust_accuracy - certified as f64 / N as f64,
+                time_s: [0.5, 2.0][m],
+            });
+        }
+    }
+    (report, records)
+}
+
+#[test]
+fn certified_rows_in_every_format() {
+    let (r, records) = certified_fixture();
+    let crown = r.certified.iter().find(|c| c.method == "crown" && c.eps == 0.1).unwrap();
+    assert!(crown.certified > 0 && crown.open > 0, "the fixture needs certified and open samples: {crown:?}");
+    assert!(r.certified.iter().all(|c| c.gap >= 0.0));
+
+    // report.json and samples.jsonl match their schemas, certified rows and certificates included.
+    let json: Value = serde_json::from_str(&r.to_json()).unwrap();
+    assert_eq!(json["certified"].as_array().unwrap().len(), 4);
+    assert_eq!(json["certified"][0]["method"], "crown");
+    check_report(&json).unwrap_or_else(|e| panic!("certified rows do not match the schema:\n{e}"));
+    // A gate rule on the certified accuracy is recorded like the other accuracy rules.
+    let mut gated = r.clone();
+    let gate =
+        Gate::parse("[[rule]]\nmetric = \"certified_accuracy\"\nmethod = \"crown\"\neps = 0.1\nmin = 0.5\n").unwrap();
+    gated.gate = Some(gate.evaluate("gate.toml", &gated, None));
+    let verdict = &gated.gate.as_ref().unwrap().rules[0];
+    assert_eq!(verdict.value, Some(crown.certified_accuracy));
+    check_report(&serde_json::to_value(&gated).unwrap())
+        .unwrap_or_else(|e| panic!("a certified-accuracy rule does not match the schema:\n{e}"));
+    type Mutation = (&'static str, fn(&mut Value));
+    let mutations: [Mutation; 5] = [
+        ("method deepz", |v| v["certified"][0]["method"] = json!("deepz")),
+        ("certified_accuracy 1.5", |v| v["certified"][0]["certified_accuracy"] = json!(1.5)),
+        ("open -1", |v| v["certified"][1]["open"] = json!(-1)),
+        ("an unknown field in a row", |v| v["certified"][0]["verified"] = json!(3)),
+        ("no gap", |v| {
+            v["certified"][2].as_object_mut().unwrap().remove("gap");
+        }),
+    ];
+    for (what, mutate) in mutations {
+        let mut bad = json.clone();
+        mutate(&mut bad);
+        assert!(check_report(&bad).is_err(), "the schema accepted a report with {what}");
+    }
+    let (schemas, index) = compile("docs/samples.schema.json");
+    let lines: Vec<Value> = samples::to_jsonl(&records).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    for (i, v) in lines.iter().enumerate() {
+        schemas.validate(v, index).unwrap_or_else(|e| panic!("samples.jsonl line {}: {e:#}\n{v}", i + 1));
+    }
+    assert!(lines.iter().all(|v| v["certificates"].as_array().unwrap().len() == 4));
+    let infinite = lines
+        .iter()
+        .find(|v| v["index"].as_u64().unwrap() % 4 == 0 && v["certificates"][0]["status"] == "broken")
+        .expect("a broken sample with an infinite margin");
+    assert_eq!(infinite["certificates"][0]["margin"], Value::Null, "an infinite margin is written as null");
+    let certified = lines.iter().find(|v| v["certificates"][0]["status"] == "certified").unwrap();
+    assert_eq!(certified["certificates"][0]["margin"], json!(0.5));
+    let mut bad = certified.clone();
+    bad["certificates"][0]["status"] = json!("proven");
+    assert!(schemas.validate(&bad, index).is_err(), "accepted status proven");
+    let mut bad = certified.clone();
+    bad["certificates"][1].as_object_mut().unwrap().remove("margin");
+    assert!(schemas.validate(&bad, index).is_err(), "accepted a certificate without margin");
+    // A misclassified sample: every certificate broken, none certified.
+    let mut wrong = certified.clone();
+    (wrong["correct"], wrong["robust"], wrong["results"]) = (json!(false), json!([false, false]), json!([]));
+    for c in wrong["certificates"].as_array_mut().unwrap() {
+        c["status"] = json!("broken");
+    }
+    schemas.validate(&wrong, index).unwrap_or_else(|e| panic!("{e:#}"));
+    wrong["certificates"][0]["status"] = json!("certified");
+    assert!(schemas.validate(&wrong, index).is_err(), "accepted a misclassified sample as certified");
+
+    // Markdown: the section, the bounds in words, one row per method × ε in the file's percentages.
+    let md = markdown::summary(&r);
+    assert_tables_are_rectangular(&md);
+    assert!(md.contains("### Certified robustness\n"), "{md}");
+    assert!(md.contains("Certified accuracy is a proven lower bound on the true robust accuracy"), "{md}");
+    assert!(md.contains("the attacks' robust accuracy is an upper bound"), "{md}");
+    assert!(md.find("### Certified robustness").unwrap() < md.find("### Integrity checks").unwrap());
+    assert_eq!(
+        row(&md, "method"),
+        ["method", "norm", "ε", "certified accuracy", "attacks' robust accuracy", "gap (pp)", "open", "time"]
+    );
+    let md_rows: Vec<Vec<String>> =
+        md.lines().filter(|l| l.starts_with("| crown ") || l.starts_with("| ibp ")).map(cells).collect();
+    assert_eq!(md_rows.len(), 4);
+    for (cells, c) in md_rows.iter().zip(&r.certified) {
+        let expected = [
+            c.method.clone(),
+            "linf".into(),
+            if c.eps == 0.1 { "0.1" } else { "0.3" }.into(),
+            format!("**{}** ({}/{N})", pct(c.certified_accuracy), c.certified),
+            pct(c.robust_accuracy),
+            format!("{:.2}", c.gap * 100.0),
+            c.open.to_string(),
+            if c.method == "crown" { "0.5 s" } else { "2.0 s" }.into(),
+        ];
+        assert_eq!(cells, &expected);
+    }
+    assert_eq!(md_rows[2][3], "**0.00%** (0/40)", "IBP proves nothing here");
+    assert_eq!(md_rows[2][5], format!("{:.2}", r.worst_case[0].robust_accuracy * 100.0));
+    assert!(!markdown::summary(&fixture().report).contains("Certified robustness"));
+
+    // JUnit: a passing suite of one test case per row, the numbers in its output; still valid.
+    let xml = junit::render(&r);
+    xmllint(&xml, "certified");
+    let c = suite(&xml, "gauntlet.certified");
+    assert_eq!(attribute(c, "tests"), "4");
+    assert_eq!(attribute(c, "failures"), "0");
+    assert_eq!(attribute(c, "time"), "5.000");
+    assert_eq!(c.matches("<testcase ").count(), 4);
+    assert!(c.contains("<testcase name=\"crown linf eps 0.1\" classname=\"gauntlet.certified\" time=\"0.500\"/>"));
+    assert!(!c.contains("<failure"));
+    for row in &r.certified {
+        let line = format!(
+            "{} linf eps {}: certified accuracy {} ({}/{N}), attacks' robust accuracy {}, gap {:.2} pp, {} broken, {} open",
+            row.method,
+            if row.eps == 0.1 { "0.1" } else { "0.3" },
+            pct(row.certified_accuracy),
+            row.certified,
+            pct(row.robust_accuracy),
+            row.gap * 100.0,
+            row.broken,
+            row.open
+        );
+        assert!(c.contains(&line), "no {line:?} in\n{c}");
+    }
+    assert!(c.contains("ibp linf eps 0.3: certified accuracy 0.00% (0/40)"), "{c}");
+    // The gate's and the checks' suites are unchanged.
+    let gate = r.gate.as_ref().unwrap();
+    assert_eq!(xml.matches("<testcase ").count(), gate.rules.len() + r.checks.len() + 4);
+    assert_eq!(xml.matches("<testsuite ").count(), 3);
+    // Without gate and checks: the evaluation summary, then the certified suite.
+    let mut bare = r.clone();
+    (bare.gate, bare.checks) = (None, Vec::new());
+    let xml = junit::render(&bare);
+    xmllint(&xml, "certified-bare");
+    assert_eq!(xml.matches("<testsuite ").count(), 2);
+    assert!(xml.find("<testcase name=\"evaluation\"").unwrap() < xml.find("gauntlet.certified").unwrap());
+
+    // HTML: the table and, in the robust-accuracy plot, each method's curve and the shaded gap.
+    let doc = html::report(&r, &records, &[]);
+    assert!(doc.contains("<h2>Certified robustness</h2>"));
+    assert!(doc.contains("proven lower bound on the true robust accuracy"));
+    let crown_row = format!(
+        "<tr class=\"certified\"><td>crown (L∞)</td><td class=\"num\">0.1</td><td class=\"num\">{}<span class=\"bar\">",
+        pct(crown.certified_accuracy)
+    );
+    assert!(doc.contains(&crown_row), "no {crown_row:?}");
+    assert_eq!(doc.matches("<tr class=\"certified\">").count(), 4);
+    assert!(doc.contains(&format!("<td class=\"num\">{}/{N}</td>", crown.certified)));
+    let svg = plots::robust_curve_svg(&r);
+    for label in [plots::GAP_LABEL, "crown (certified)", "ibp (certified)"] {
+        assert!(svg.contains(&format!(">\n{label}\n</text>")), "no legend {label:?}");
+        assert!(doc.contains(label), "no legend {label:?} in the HTML");
+    }
+    assert_eq!(svg.matches("<polygon").count(), 1, "one gap band");
+    assert!(svg.to_ascii_lowercase().contains(&format!("fill=\"{}\"", plots::GAP_COLOR)));
+    assert!(!plots::robust_curve_svg(&fixture().report).contains(plots::GAP_LABEL));
 }

@@ -47,6 +47,9 @@ fn judge(report: &str, gate: &str, baseline: Option<&str>) -> PyResult<String> {
     };
     let attacks: Vec<String> = report_data.results.iter().map(|r| r.attack.clone()).collect();
     rules.check_against(&attacks, report_data.norm, &report_data.eps, base.is_some()).map_err(bad)?;
+    let mut methods: Vec<&str> = report_data.certified.iter().map(|c| c.method.as_str()).collect();
+    methods.dedup();
+    rules.check_certify(&methods).map_err(bad)?;
     let outcome = rules.evaluate(gate, &report_data, base.as_ref().map(|(p, r)| (p.as_str(), r)));
     serde_json::to_string(&outcome).map_err(|e| pyo3::exceptions::PyValueError::new_err(e.to_string()))
 }

@@ -24,6 +24,9 @@ pub fn run(mut args: RunArgs) -> anyhow::Result<ExitStatus> {
         if args.gate.is_some() {
             bail!("--gate judges a whole run, not shard {shard}: pass it to `gauntlet merge`");
         }
+        if !config.certify.is_empty() {
+            bail!("--certify runs on a whole run, not shard {shard}: certify without --shard");
+        }
         let text = dir.to_string_lossy();
         if text.contains("{shard}") {
             args.report_dir = Some(PathBuf::from(text.replace("{shard}", &shard.index.to_string())));
@@ -73,6 +76,7 @@ impl Verdict {
             Some(path) => {
                 let g = Gate::read(path)?;
                 g.check_against(&config.attack_names(), config.norm, &config.eps, baseline.is_some())?;
+                g.check_certify(&config.certify.iter().map(|m| m.name()).collect::<Vec<_>>())?;
                 Some((g, path.display().to_string()))
             }
             None => None,

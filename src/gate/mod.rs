@@ -135,6 +135,21 @@ impl Gate {
         Ok(())
     }
 
+    /// Checks the certified-accuracy rules against the methods the run certifies with.
+    pub fn check_certify(&self, methods: &[&str]) -> Result<()> {
+        for (i, r) in self.rules.iter().enumerate() {
+            let Rule::CertifiedAccuracy(c) = r else { continue };
+            let err = |m: String| Err(Error::Config(format!("gate rule {} ({}): {m}", i + 1, r.label())));
+            if methods.is_empty() {
+                return err("certified accuracy needs --certify ibp|crown".into());
+            }
+            if let Some(m) = c.method.as_deref().filter(|m| *m != "best" && !methods.contains(m)) {
+                return err(format!("method `{m}` does not run; --certify runs {}", methods.join(", ")));
+            }
+        }
+        Ok(())
+    }
+
     /// Judges every rule against the report (and the baseline for regression rules).
     pub fn evaluate(&self, file: &str, report: &Report, baseline: Option<(&str, &Report)>) -> GateOutcome {
         let conf = self.defaults.confidence.unwrap_or(0.95);
@@ -167,7 +182,7 @@ fn explain(message: &str, metric: &str, table: &toml::Table) -> (Option<String>,
             return (
                 given.first().map(|k| k.to_string()),
                 format!(
-                    "missing `metric` (one of clean_accuracy, robust_accuracy, drop, regression, check); keys given: {}",
+                    "missing `metric` (one of clean_accuracy, robust_accuracy, certified_accuracy, drop, regression, check); keys given: {}",
                     given.join(", ")
                 ),
             );
@@ -188,6 +203,15 @@ struct Measured {
 impl Measured {
     fn clean(r: &Report) -> Measured {
         Measured { value: r.clean_accuracy, count: r.clean_correct, of: r.samples }
+    }
+
+    /// Certified accuracy of a method (or the tightest, `best`) at ε, with its counts.
+    fn certified(r: &Report, method: &str, norm: Norm, eps: f64) -> Option<Measured> {
+        r.certified
+            .iter()
+            .filter(|c| c.norm == norm && same_eps(c.eps, eps) && (method == "best" || c.method == method))
+            .max_by(|a, b| a.certified_accuracy.total_cmp(&b.certified_accuracy))
+            .map(|c| Measured { value: c.certified_accuracy, count: c.certified, of: r.samples })
     }
 
     /// Robust accuracy of an attack (or `worst`) at ε, with its counts.
@@ -235,6 +259,11 @@ impl Judge<'_> {
             Rule::RobustAccuracy(x) => {
                 let m = Measured::robust(r, attack, norm, x.eps);
                 vec![self.bounds(rule, Some(x.eps), &format!("robust accuracy ({attack})"), m)]
+            }
+            Rule::CertifiedAccuracy(x) => {
+                let method = x.method.as_deref().unwrap_or("best");
+                let m = Measured::certified(r, method, norm, x.eps);
+                vec![self.bounds(rule, Some(x.eps), &format!("certified accuracy ({method})"), m)]
             }
             Rule::Drop(x) => {
                 let mut v = verdict(rule, rule.label(), Some(x.eps));

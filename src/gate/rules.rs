@@ -12,6 +12,8 @@ use crate::report::{Metric, Norm};
 pub enum Rule {
     CleanAccuracy(Accuracy),
     RobustAccuracy(Robust),
+    /// The proven lower bound on the robust accuracy (`run --certify`).
+    CertifiedAccuracy(Certified),
     /// Clean minus robust accuracy.
     Drop(Drop),
     /// The change of a metric against the baseline report.
@@ -50,6 +52,22 @@ pub struct Robust {
     /// An attack that ran, or `worst` (every attack at once; the default).
     pub attack: Option<String>,
     /// Default: the report's norm.
+    #[serde(default, deserialize_with = "norm")]
+    pub norm: Option<Norm>,
+    pub eps: f64,
+    pub min: Option<f64>,
+    pub max: Option<f64>,
+    pub wilson: Option<bool>,
+}
+
+/// `certified_accuracy`: bounds on the certified accuracy at one ε, of one method or of the
+/// tightest (`best`, the default).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Certified {
+    pub name: Option<String>,
+    /// `ibp`, `crown` or `best`.
+    pub method: Option<String>,
     #[serde(default, deserialize_with = "norm")]
     pub norm: Option<Norm>,
     pub eps: f64,
@@ -124,6 +142,7 @@ pub fn keys(metric: &str) -> &'static str {
     match metric {
         "clean_accuracy" => "name, min, max, wilson",
         "robust_accuracy" => "name, attack, norm, eps, min, max, wilson",
+        "certified_accuracy" => "name, method, norm, eps, min, max, wilson",
         "drop" => "name, attack, norm, eps, max_points, max_relative",
         "regression" => "name, of, attack, norm, eps, max_decrease_points, max_decrease_relative",
         "check" => "name, check, allow_warn",
@@ -144,6 +163,7 @@ impl Rule {
         match self {
             Rule::CleanAccuracy(_) => Metric::CleanAccuracy,
             Rule::RobustAccuracy(_) => Metric::RobustAccuracy,
+            Rule::CertifiedAccuracy(_) => Metric::CertifiedAccuracy,
             Rule::Drop(_) => Metric::Drop,
             Rule::Regression(_) => Metric::Regression,
             Rule::Check(_) => Metric::Check,
@@ -155,6 +175,7 @@ impl Rule {
         match self {
             Rule::CleanAccuracy(r) => Some(Bounds { min: r.min, max: r.max, wilson: r.wilson }),
             Rule::RobustAccuracy(r) => Some(Bounds { min: r.min, max: r.max, wilson: r.wilson }),
+            Rule::CertifiedAccuracy(r) => Some(Bounds { min: r.min, max: r.max, wilson: r.wilson }),
             _ => None,
         }
     }
@@ -163,6 +184,7 @@ impl Rule {
         match self {
             Rule::CleanAccuracy(r) => r.name.as_deref(),
             Rule::RobustAccuracy(r) => r.name.as_deref(),
+            Rule::CertifiedAccuracy(r) => r.name.as_deref(),
             Rule::Drop(r) => r.name.as_deref(),
             Rule::Regression(r) => r.name.as_deref(),
             Rule::Check(r) => r.name.as_deref(),
@@ -175,6 +197,7 @@ impl Rule {
         match self {
             Rule::CleanAccuracy(_) | Rule::Check(_) => none,
             Rule::RobustAccuracy(r) => Scope { attack: r.attack.as_deref(), norm: r.norm, eps: Some(r.eps) },
+            Rule::CertifiedAccuracy(r) => Scope { attack: None, norm: r.norm, eps: Some(r.eps) },
             Rule::Drop(r) => Scope { attack: r.attack.as_deref(), norm: r.norm, eps: Some(r.eps) },
             Rule::Regression(r) => Scope { attack: r.attack.as_deref(), norm: r.norm, eps: r.eps },
         }
@@ -196,6 +219,14 @@ impl Rule {
                 false
             }
             Rule::CleanAccuracy(_) => false,
+            Rule::CertifiedAccuracy(r) => {
+                parts.push(r.method.clone().unwrap_or_else(|| "best".into()));
+                if let Some(n) = r.norm {
+                    parts.push(n.to_string());
+                }
+                parts.push(format!("eps={}", fmt_eps(r.eps)));
+                false
+            }
             Rule::RobustAccuracy(_) | Rule::Drop(_) => true,
         };
         if scoped {
@@ -233,6 +264,12 @@ impl Rule {
         }
         match self {
             Rule::CleanAccuracy(_) | Rule::RobustAccuracy(_) => self.bounds().map_or(Ok(()), |b| b.validate()),
+            Rule::CertifiedAccuracy(r) => {
+                if let Some(m) = r.method.as_deref().filter(|m| !matches!(*m, "ibp" | "crown" | "best")) {
+                    return Err(format!("method = \"{m}\": use \"ibp\", \"crown\" or \"best\""));
+                }
+                self.bounds().map_or(Ok(()), |b| b.validate())
+            }
             Rule::Drop(r) => {
                 either(
                     r.max_points,

@@ -144,8 +144,9 @@ fn page_end(out: &mut String, report_tool: &str) {
 }
 
 /// The whole report as one self-contained HTML5 document: header and provenance, the gate's
-/// verdict (if any), headline numbers, the results table with the worst case, minimal-norm radii,
-/// integrity checks, the plots, and the adversarial examples beside their clean images.
+/// verdict (if any), headline numbers, the results table with the worst case, certified accuracy,
+/// minimal-norm radii, integrity checks, the plots, and the adversarial examples beside their clean
+/// images.
 pub fn report(report: &Report, samples: &[SampleRecord], examples: &[AdvExample]) -> String {
     let r = report;
     let mut o = String::with_capacity(64 * 1024);
@@ -158,6 +159,7 @@ pub fn report(report: &Report, samples: &[SampleRecord], examples: &[AdvExample]
     headline(&mut o, r);
     results(&mut o, r);
     worst_case(&mut o, r);
+    certified(&mut o, r);
     minimal_norm(&mut o, r);
     checks(&mut o, r);
     let _ = writeln!(
@@ -387,6 +389,41 @@ fn worst_case(o: &mut String, r: &Report) {
             r.samples,
             w.drop_pp,
             first.join(", ")
+        );
+    }
+    *o += "</tbody></table></div></section>\n";
+}
+
+fn certified(o: &mut String, r: &Report) {
+    if r.certified.is_empty() {
+        return;
+    }
+    *o += "<section id=\"certified-section\"><h2>Certified robustness</h2><p class=\"sub\">Certified accuracy is a \
+           proven lower bound on the true robust accuracy (samples classified correctly everywhere in the ε-ball), \
+           the attacks' robust accuracy an upper bound; the gap between them is shaded in the plot. Open samples \
+           were neither proven robust nor broken.</p><div class=\"scroll\"><table id=\"certified\"><thead><tr>\
+           <th>method</th><th class=\"num\">ε</th><th class=\"num\">certified accuracy</th>\
+           <th class=\"num\">certified</th><th class=\"num\">attacks' robust accuracy</th>\
+           <th class=\"num\">gap (pp)</th><th class=\"num\">broken</th><th class=\"num\">open</th>\
+           <th class=\"num\">time</th></tr></thead><tbody>\n";
+    for c in &r.certified {
+        let _ = writeln!(
+            o,
+            "<tr class=\"certified\"><td>{} ({})</td><td class=\"num\">{}</td><td class=\"num\">{}<span class=\"bar\">\
+             <i style=\"width:{:.1}%\"></i></span></td><td class=\"num\">{}/{}</td><td class=\"num\">{}</td>\
+             <td class=\"num\">{:.2}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",
+            escape(&c.method),
+            norm_symbol(c.norm),
+            fmt_eps(c.eps),
+            pct(c.certified_accuracy),
+            (c.certified_accuracy * 100.0).clamp(0.0, 100.0),
+            c.certified,
+            r.samples,
+            pct(c.robust_accuracy),
+            c.gap * 100.0,
+            c.broken,
+            c.open,
+            seconds(c.time_s),
         );
     }
     *o += "</tbody></table></div></section>\n";

@@ -4,6 +4,8 @@
 //! `gauntlet.checks`: a failing rule or a FAIL check is a `<failure>` whose message carries the
 //! numbers; a WARN check passes with its detail in the suite's `<system-out>`. A report with neither a gate nor
 //! checks gives one suite with a single passing test case, `evaluation`, holding the summary.
+//! Certified rows (`--certify`) become passing test cases of `gauntlet.certified`, one per method
+//! and ε, with the numbers in the suite's `<system-out>`.
 //! The layout follows the common JUnit schema (`tests/junit/junit.xsd`).
 
 use std::fmt::Write;
@@ -45,6 +47,9 @@ pub fn render_with(report: &Report, options: &Options) -> String {
             }],
             time: report.run.time_s,
         });
+    }
+    if !report.certified.is_empty() {
+        suites.push(certified_suite(report));
     }
     // Every suite carries the report's identity (reporters show suites on their own).
     for s in &mut suites {
@@ -205,6 +210,33 @@ fn checks_suite(checks: &[Check]) -> Suite {
         })
         .collect();
     Suite { name: "gauntlet.checks", properties: Vec::new(), cases, time: 0.0 }
+}
+
+/// One passing test case per certified row: the proven lower bound beside the attacks' upper bound
+/// is information, not a verdict.
+fn certified_suite(r: &Report) -> Suite {
+    let cases: Vec<Case> = r
+        .certified
+        .iter()
+        .map(|c| Case {
+            name: format!("{} {} eps {}", c.method, c.norm, fmt_eps(c.eps)),
+            classname: "gauntlet.certified",
+            time: c.time_s,
+            failure: None,
+            out: Some(format!(
+                "certified accuracy {} ({}/{}), attacks' robust accuracy {}, gap {:.2} pp, {} broken, {} open",
+                pct(c.certified_accuracy),
+                c.certified,
+                r.samples,
+                pct(c.robust_accuracy),
+                c.gap * 100.0,
+                c.broken,
+                c.open
+            )),
+        })
+        .collect();
+    let time = cases.iter().map(|c| c.time).sum();
+    Suite { name: "gauntlet.certified", properties: Vec::new(), cases, time }
 }
 
 /// The report's identity as suite properties.

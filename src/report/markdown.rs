@@ -146,6 +146,9 @@ pub fn summary(report: &Report) -> String {
         s += &row(&cells);
         s += "\n";
     }
+    if !report.certified.is_empty() {
+        certified(&mut s, report);
+    }
     s += "### Integrity checks\n\n";
     if report.checks.is_empty() {
         s += "The integrity checks did not run.\n\n";
@@ -187,11 +190,34 @@ pub fn summary(report: &Report) -> String {
     s
 }
 
+/// The certified accuracy per method and ε beside the attacks' robust accuracy.
+fn certified(s: &mut String, report: &Report) {
+    *s += "### Certified robustness\n\n";
+    *s += "Certified accuracy is a proven lower bound on the true robust accuracy; the attacks' robust accuracy \
+           is an upper bound. The gap is how far apart the two bounds lie.\n\n";
+    *s += &row(&["method", "norm", "ε", "certified accuracy", "attacks' robust accuracy", "gap (pp)", "open", "time"]
+        .map(String::from));
+    *s += &rule_line(&["---", "---", "--:", "--:", "--:", "--:", "--:", "--:"]);
+    for c in &report.certified {
+        *s += &row(&[
+            cell(&c.method),
+            c.norm.to_string(),
+            fmt_eps(c.eps),
+            format!("**{}** ({}/{})", pct(c.certified_accuracy), c.certified, report.samples),
+            pct(c.robust_accuracy),
+            format!("{:.2}", c.gap * 100.0),
+            c.open.to_string(),
+            format!("{:.1} s", c.time_s),
+        ]);
+    }
+    *s += "\n";
+}
+
 /// The measured value of a rule in its unit.
 fn rule_value(v: &RuleVerdict) -> String {
     let Some(x) = v.value else { return "—".into() };
     match v.metric {
-        Metric::CleanAccuracy | Metric::RobustAccuracy => match v.compared {
+        Metric::CleanAccuracy | Metric::RobustAccuracy | Metric::CertifiedAccuracy => match v.compared {
             Some(c) if (c - x).abs() > 1e-12 => format!("{} (judged {})", pct(x), pct(c)),
             _ => pct(x),
         },
@@ -209,7 +235,7 @@ fn rule_threshold(v: &RuleVerdict) -> String {
     let Some(t) = v.threshold else { return "—".into() };
     let op = v.op.map_or(String::new(), |o| format!("{} ", o.symbol()));
     match v.metric {
-        Metric::CleanAccuracy | Metric::RobustAccuracy => format!("{op}{}", pct(t)),
+        Metric::CleanAccuracy | Metric::RobustAccuracy | Metric::CertifiedAccuracy => format!("{op}{}", pct(t)),
         Metric::Drop | Metric::Regression => match v.unit {
             Some(Unit::Points) => format!("{op}{t} pp"),
             Some(Unit::Relative) => format!("{op}{} relative", pct(t)),

@@ -1,13 +1,13 @@
 //! Plots of a report as standalone SVG documents: robust accuracy against ε, the sizes of the
 //! successful perturbations, and a worst-case comparison of several models.
 //!
-//! Every series is drawn as exactly one `<polyline>` (legend markers are rectangles), so a plot can
-//! be checked by counting them. Text is emitted as SVG `<text>` and needs no font files.
+//! Every series is drawn as exactly one `<polyline>` (legend markers are rectangles; shaded areas
+//! are `<polygon>`s), so a plot can be checked by counting them. Text is emitted as SVG `<text>` and needs no font files.
 
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use super::format::{fmt_eps, norm_symbol};
+use super::format::{fmt_eps, norm_symbol, same_eps};
 use super::samples::SampleRecord;
 use super::{Norm, Report};
 
@@ -23,6 +23,29 @@ pub fn series_color(i: usize) -> String {
 /// The colour of the worst-case curve, as `#rrggbb`.
 pub const WORST_COLOR: &str = "#202124";
 
+/// The fill colour of the gap band, as `#rrggbb`.
+pub const GAP_COLOR: &str = "#fbbc04";
+
+/// The legend label of the band between the tightest certified curve and the worst case.
+pub const GAP_LABEL: &str = "gap: certified to worst case";
+
+/// The colour of the certified curve of method `k` (in the order of `certified_methods`), as
+/// `#rrggbb`: the series after the attacks and the minimal-norm curves.
+pub fn certified_color(report: &Report, k: usize) -> String {
+    series_color(report.attacks().len() + report.minimal_norm.len() + k)
+}
+
+/// Certification methods in the order they appear in the report.
+pub fn certified_methods(report: &Report) -> Vec<&str> {
+    let mut names: Vec<&str> = Vec::new();
+    for c in &report.certified {
+        if !names.contains(&c.method.as_str()) {
+            names.push(&c.method);
+        }
+    }
+    names
+}
+
 const PALETTE: [RGBColor; 8] = [
     RGBColor(31, 119, 180),
     RGBColor(255, 127, 14),
@@ -34,6 +57,7 @@ const PALETTE: [RGBColor; 8] = [
     RGBColor(188, 189, 34),
 ];
 const WORST: RGBColor = RGBColor(32, 33, 36);
+const GAP: RGBColor = RGBColor(251, 188, 4);
 const TEXT: RGBColor = RGBColor(60, 64, 67);
 const FONT: &str = "sans-serif";
 
@@ -54,9 +78,17 @@ struct Line {
     band: bool,
 }
 
-/// Robust accuracy (in %) against ε for every attack, the worst case over all attacks and the
-/// accuracy implied by each minimal-norm attack's radii; every curve starts at the clean accuracy
-/// at ε = 0.
+/// A shaded region of a line plot: its label, colour and outline (a closed polygon).
+struct Area {
+    label: String,
+    color: RGBColor,
+    outline: Vec<(f64, f64)>,
+}
+
+/// Robust accuracy (in %) against ε for every attack, the worst case over all attacks, the
+/// accuracy implied by each minimal-norm attack's radii and, with certified rows, each method's
+/// certified accuracy and the gap between the tightest of them and the worst case, shaded; every
+/// curve starts at the clean accuracy at ε = 0.
 pub fn robust_curve_svg(report: &Report) -> String {
     let clean = report.clean_accuracy * 100.0;
     let names = report.attacks();
@@ -84,9 +116,40 @@ pub fn robust_curve_svg(report: &Report) -> String {
         lines
             .insert(0, Line { label: "worst case".into(), color: WORST, width: 8, points, markers: false, band: true });
     }
+    let offset = names.len() + report.minimal_norm.len();
+    let rows: Vec<_> = report.certified.iter().filter(|c| c.norm == report.norm).collect();
+    for (k, method) in certified_methods(report).into_iter().enumerate() {
+        let mut points = vec![(0.0, clean)];
+        points.extend(rows.iter().filter(|c| c.method == method).map(|c| (c.eps, c.certified_accuracy * 100.0)));
+        points.sort_by(|a, b| a.0.total_cmp(&b.0));
+        lines.push(Line {
+            label: format!("{method} (certified)"),
+            color: palette(offset + k),
+            width: 2,
+            points: clip(&points, xmax),
+            markers: true,
+            band: false,
+        });
+    }
+    let mut areas = Vec::new();
+    // Per ε, the highest certified accuracy (lower edge) and the attacks' worst case (upper edge).
+    let mut gap: Vec<(f64, f64, f64)> = vec![(0.0, clean, clean)];
+    for c in &rows {
+        match gap.iter_mut().find(|g| same_eps(g.0, c.eps)) {
+            Some(g) => g.1 = g.1.max(c.certified_accuracy * 100.0),
+            None => gap.push((c.eps, c.certified_accuracy * 100.0, c.robust_accuracy * 100.0)),
+        }
+    }
+    gap.retain(|g| g.0 <= xmax);
+    gap.sort_by(|a, b| a.0.total_cmp(&b.0));
+    if gap.len() > 1 {
+        let mut outline: Vec<(f64, f64)> = gap.iter().map(|g| (g.0, g.2)).collect();
+        outline.extend(gap.iter().rev().map(|g| (g.0, g.1)));
+        areas.push(Area { label: GAP_LABEL.into(), color: GAP, outline });
+    }
     let caption = format!("Robust accuracy vs ε ({}, {} samples)", norm_symbol(report.norm), report.samples);
     let x_desc = format!("ε ({} budget, pixel units)", norm_symbol(report.norm));
-    render(|root| line_chart(root, &caption, &x_desc, xmax, &lines))
+    render(|root| line_chart(root, &caption, &x_desc, xmax, &areas, &lines))
 }
 
 /// Worst-case robust accuracy (in %) against ε, one line per model, each starting at the model's
@@ -107,7 +170,7 @@ pub fn leaderboard_svg(entries: &[(String, &Report)]) -> String {
     norms.dedup();
     let norm = norms.join("/");
     let caption = format!("Worst-case robust accuracy vs ε ({norm})");
-    render(|root| line_chart(root, &caption, &format!("ε ({norm} budget, pixel units)"), xmax, &lines))
+    render(|root| line_chart(root, &caption, &format!("ε ({norm} budget, pixel units)"), xmax, &[], &lines))
 }
 
 /// Histogram of the sizes, in the threat model's norm, of the successful perturbations: per attack,
@@ -227,7 +290,14 @@ fn clip(points: &[(f64, f64)], xmax: f64) -> Vec<(f64, f64)> {
     out
 }
 
-fn line_chart(root: &DrawingArea<SVGBackend, Shift>, caption: &str, x_desc: &str, xmax: f64, lines: &[Line]) -> Res {
+fn line_chart(
+    root: &DrawingArea<SVGBackend, Shift>,
+    caption: &str,
+    x_desc: &str,
+    xmax: f64,
+    areas: &[Area],
+    lines: &[Line],
+) -> Res {
     root.fill(&WHITE)?;
     let mut chart = ChartBuilder::on(root)
         .caption(caption, (FONT, 18).into_font().color(&TEXT))
@@ -249,6 +319,14 @@ fn line_chart(root: &DrawingArea<SVGBackend, Shift>, caption: &str, x_desc: &str
         .label_style((FONT, 14).into_font().color(&TEXT))
         .axis_desc_style((FONT, 15).into_font().color(&TEXT))
         .draw()?;
+    // Areas first, under every line.
+    for area in areas {
+        let color = area.color.mix(0.3);
+        chart
+            .draw_series(std::iter::once(Polygon::new(area.outline.clone(), color.filled())))?
+            .label(area.label.as_str())
+            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 16, y + 5)], color.filled()));
+    }
     for line in lines {
         let color = if line.band { line.color.mix(0.3) } else { line.color.to_rgba() };
         chart

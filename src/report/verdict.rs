@@ -10,6 +10,8 @@ use super::Norm;
 pub enum Metric {
     CleanAccuracy,
     RobustAccuracy,
+    /// The proven lower bound on the robust accuracy.
+    CertifiedAccuracy,
     /// Clean minus robust accuracy.
     Drop,
     /// The change of a metric against the baseline report.
@@ -24,6 +26,7 @@ impl Metric {
         match self {
             Metric::CleanAccuracy => "clean_accuracy",
             Metric::RobustAccuracy => "robust_accuracy",
+            Metric::CertifiedAccuracy => "certified_accuracy",
             Metric::Drop => "drop",
             Metric::Regression => "regression",
             Metric::Check => "check",
@@ -32,7 +35,7 @@ impl Metric {
 
     /// Whether the metric is an accuracy (a fraction judged against `min`/`max`).
     pub fn is_accuracy(self) -> bool {
-        matches!(self, Metric::CleanAccuracy | Metric::RobustAccuracy)
+        matches!(self, Metric::CleanAccuracy | Metric::RobustAccuracy | Metric::CertifiedAccuracy)
     }
 }
 

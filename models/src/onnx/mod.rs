@@ -392,7 +392,7 @@ impl Classifier for OnnxModel {
     }
 
     fn bound_net(&self) -> Result<crate::bounds::BoundNet> {
-        let fail = |m: String| ModelError::Bounds(format!("{}: {m}", self.graph.path.display()));
+        let fail = ModelError::Bounds;
         let [c, h, w] = self.input_shape;
         let sample = if self.flat_input { vec![c * h * w] } else { vec![c, h, w] };
         let engine = lower::compile_unfused(&self.graph, &self.input, &self.output, &sample).map_err(fail)?;
