@@ -4,10 +4,13 @@
 //! pass it through their linear relaxations, the lower one where a coefficient is non-negative
 //! and the upper one where it is negative.
 
+use std::collections::HashMap;
+
 use rayon::prelude::*;
 
 use super::interval::{InputSet, Intervals};
 use super::{Ball, BoundNet, Kind};
+use crate::engine::kernels::pool::MaxPool;
 use crate::engine::Op;
 
 /// Rows of linear functions of one buffer, each for one sample, given by their few non-zero
@@ -27,6 +30,65 @@ impl Rows {
         self.samples.push(sample);
         self.coefs.push(coefs.to_vec());
     }
+}
+
+/// A table computed once for each sample that rows of the chunk belong to.
+fn per_sample<T: Send>(samples: &[usize], f: impl Fn(usize) -> T + Sync) -> HashMap<usize, T> {
+    let mut distinct = samples.to_vec();
+    distinct.sort_unstable();
+    distinct.dedup();
+    distinct.into_par_iter().map(|s| (s, f(s))).collect()
+}
+
+/// A ReLU/LeakyReLU's relaxation per element: the multiplier of a non-negative coefficient
+/// (the lower line through the origin), of a negative one (the upper chord's slope), and the
+/// chord's offset per unit of negative coefficient.
+struct ActRelaxation {
+    pos: Vec<f32>,
+    neg: Vec<f32>,
+    off: Vec<f32>,
+}
+
+fn act_relaxation(lo: &[f32], hi: &[f32], a: f32) -> ActRelaxation {
+    let n = lo.len();
+    let mut t = ActRelaxation { pos: vec![0.0; n], neg: vec![0.0; n], off: vec![0.0; n] };
+    for i in 0..n {
+        let (l, u) = (lo[i], hi[i]);
+        (t.pos[i], t.neg[i], t.off[i]) = if l >= 0.0 {
+            (1.0, 1.0, 0.0)
+        } else if u <= 0.0 {
+            (a, a, 0.0)
+        } else {
+            // Below: the closer of the two pieces; above: the chord from (l, a·l) to (u, u).
+            let below = if u >= -l { 1.0 } else { a };
+            let chord = (u - a * l) / (u - l);
+            (below, chord, a * l - chord * l)
+        };
+    }
+    t
+}
+
+/// A max pool's relaxation per output: the window element with the largest lower bound (the
+/// first on ties; `u32::MAX` for an empty window), and the constant upper bound used for a
+/// negative coefficient (NaN where that element is above every other's upper bound, and so is
+/// the maximum).
+fn pool_relaxation(p: &MaxPool, lo: &[f32], hi: &[f32]) -> Vec<(u32, f32)> {
+    let w = p.win;
+    let (hw, ohw) = (w.h * w.w, w.oh * w.ow);
+    let mut out = vec![(u32::MAX, f32::NAN); w.c * ohw];
+    for ch in 0..w.c {
+        for oy in 0..w.oh {
+            for ox in 0..w.ow {
+                let (ys, xs) = w.span(oy, ox);
+                let cells = || ys.clone().flat_map(|iy| xs.clone().map(move |ix| ch * hw + iy * w.w + ix));
+                let Some(best) = cells().reduce(|b, i| if lo[i] > lo[b] { i } else { b }) else { continue };
+                let others = cells().filter(|&i| i != best).map(|i| hi[i]).fold(f32::NEG_INFINITY, f32::max);
+                let high = cells().map(|i| hi[i]).fold(f32::NEG_INFINITY, f32::max);
+                out[ch * ohw + oy * w.ow + ox] = (best as u32, if lo[best] >= others { f32::NAN } else { high });
+            }
+        }
+    }
+    out
 }
 
 /// Coefficients (floats) held at once by one chunk of rows, for each of its buffers.
@@ -145,34 +207,23 @@ impl BoundNet {
                     let b = step.inputs[0];
                     let len = e.lens[b];
                     let mut lx = lam[b].take().unwrap_or_else(|| pool.zeroed(r * len));
-                    let (lo, hi) = (&iv.lo[b], &iv.hi[b]);
-                    let a = *slope;
+                    let tables = per_sample(samples, |s| {
+                        act_relaxation(&iv.lo[b][s * len..][..len], &iv.hi[b][s * len..][..len], *slope)
+                    });
                     lx.par_chunks_mut(len).zip(ly.par_chunks(len)).zip(konst.par_iter_mut()).zip(samples).for_each(
-                        |(((lx, ly), c), &s)| {
-                            let (lo, hi) = (&lo[s * len..][..len], &hi[s * len..][..len]);
+                        |(((lx, ly), c), s)| {
+                            let t = &tables[s];
                             let mut add = 0.0f64;
-                            for i in 0..len {
-                                let (g, l, u) = (ly[i], lo[i], hi[i]);
-                                if g == 0.0 {
-                                    continue;
+                            for (k, (lx, ly)) in lx.chunks_mut(256).zip(ly.chunks(256)).enumerate() {
+                                let at = k * 256;
+                                let (pos, neg, off) = (&t.pos[at..], &t.neg[at..], &t.off[at..]);
+                                let mut part = 0.0f32;
+                                for i in 0..lx.len() {
+                                    let g = ly[i];
+                                    lx[i] += g * if g >= 0.0 { pos[i] } else { neg[i] };
+                                    part += g.min(0.0) * off[i];
                                 }
-                                lx[i] += if l >= 0.0 {
-                                    g
-                                } else if u <= 0.0 {
-                                    a * g
-                                } else if g > 0.0 {
-                                    // Below: a line through the origin, the closer of the two pieces.
-                                    if u >= -l {
-                                        g
-                                    } else {
-                                        a * g
-                                    }
-                                } else {
-                                    // Above: the chord from (l, a·l) to (u, u).
-                                    let sl = (u - a * l) / (u - l);
-                                    add += g as f64 * (a as f64 * l as f64 - sl as f64 * l as f64);
-                                    g * sl
-                                };
+                                add += part as f64;
                             }
                             *c += add;
                         },
@@ -184,52 +235,20 @@ impl BoundNet {
                     let Op::MaxPool(p) = &step.op else { unreachable!("a max pool step") };
                     let b = step.inputs[0];
                     let len = e.lens[b];
-                    let w = p.win;
                     let mut lx = lam[b].take().unwrap_or_else(|| pool.zeroed(r * len));
-                    let (lo, hi) = (&iv.lo[b], &iv.hi[b]);
+                    let tables = per_sample(samples, |s| {
+                        pool_relaxation(p, &iv.lo[b][s * len..][..len], &iv.hi[b][s * len..][..len])
+                    });
                     lx.par_chunks_mut(len).zip(ly.par_chunks(ol)).zip(konst.par_iter_mut()).zip(samples).for_each(
-                        |(((lx, ly), c), &s)| {
-                            let (lo, hi) = (&lo[s * len..][..len], &hi[s * len..][..len]);
-                            let (hw, ohw) = (w.h * w.w, w.oh * w.ow);
-                            for ch in 0..w.c {
-                                for oy in 0..w.oh {
-                                    for ox in 0..w.ow {
-                                        let g = ly[ch * ohw + oy * w.ow + ox];
-                                        if g == 0.0 {
-                                            continue;
-                                        }
-                                        let (ys, xs) = w.span(oy, ox);
-                                        // The element with the largest lower bound (the first on ties).
-                                        let (mut best, mut top) = (usize::MAX, f32::NEG_INFINITY);
-                                        let mut high = f32::NEG_INFINITY;
-                                        for iy in ys.clone() {
-                                            for ix in xs.clone() {
-                                                let i = ch * hw + iy * w.w + ix;
-                                                if best == usize::MAX || lo[i] > top {
-                                                    (best, top) = (i, lo[i]);
-                                                }
-                                                high = high.max(hi[i]);
-                                            }
-                                        }
-                                        if best == usize::MAX {
-                                            continue;
-                                        }
-                                        // Exact when that element is above every other's upper bound.
-                                        let mut others = f32::NEG_INFINITY;
-                                        for iy in ys.clone() {
-                                            for ix in xs.clone() {
-                                                let i = ch * hw + iy * w.w + ix;
-                                                if i != best {
-                                                    others = others.max(hi[i]);
-                                                }
-                                            }
-                                        }
-                                        if g > 0.0 || top >= others {
-                                            lx[best] += g;
-                                        } else {
-                                            *c += g as f64 * high as f64;
-                                        }
-                                    }
+                        |(((lx, ly), c), s)| {
+                            for (&g, &(best, high)) in ly.iter().zip(&tables[s]) {
+                                if g == 0.0 || best == u32::MAX {
+                                    continue;
+                                }
+                                if g > 0.0 || high.is_nan() {
+                                    lx[best as usize] += g;
+                                } else {
+                                    *c += g as f64 * high as f64;
                                 }
                             }
                         },
