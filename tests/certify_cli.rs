@@ -81,6 +81,15 @@ fn certification_refuses_what_it_cannot_bound() {
     // An unknown method, a targeted run, and a gate rule without --certify.
     assert_input_error(&gauntlet(&["run", "--certify", "alpha"]), &["--certify alpha", "ibp or crown"]);
     assert_input_error(&gauntlet(&["run", "--certify", "ibp", "--target", "3"]), &["--certify", "--target"]);
+    // `inspect` says beforehand whether a model can be certified, and why not.
+    let o = gauntlet(&["inspect", "tests/golden/onnx/vit_block.onnx"]);
+    assert!(
+        common::stdout(&o).contains("certify    not available: certified bounds: node `"),
+        "{}",
+        common::stdout(&o)
+    );
+    let o = gauntlet(&["inspect", "models/zoo/mnist-cnn.toml"]);
+    assert!(common::stdout(&o).contains("certify    ibp, crown"), "{}", common::stdout(&o));
     let gate = write(&d, "gate.toml", "[[rule]]\nmetric = \"certified_accuracy\"\neps = 0.1\nmin = 0.5\n");
     assert_input_error(&gauntlet(&["run", "--gate", &gate]), &["certified_accuracy", "--certify"]);
 }

@@ -109,6 +109,7 @@ def evaluate(
     progress: bool = False,
     limit: Optional[int] = None,
     save_adversarial: Optional[int] = None,
+    certify: Optional[Iterable[str]] = None,
     extra_args: Sequence[str] = (),
 ) -> Report:
     """Evaluates ``model`` on ``images``/``labels`` and returns the :class:`Report`.
@@ -118,6 +119,8 @@ def evaluate(
     both omitted, the shipped MNIST sample (only with the shipped model).
     attacks: attack specs as on the command line (``"pgd:steps=40,step=0.01"``); default FGSM and
     PGD, or the ``preset`` ("quick" or "standard"). eps: budgets in pixel units (default per norm).
+    certify: certified bounds beside the attacks (``["ibp", "crown"]``): the proven lower bound on
+    robust accuracy, read with :meth:`Report.certified_accuracy`.
     extra_args: any further command-line flags (``["--mean", "0.5", "--std", "0.5"]``).
     threads: the worker threads, fixed by the first evaluation in a process (default: every core).
     progress: a progress bar on stderr (for terminals; leave it off in notebooks).
@@ -157,6 +160,8 @@ def evaluate(
         args += ["--limit", str(int(limit))]
     if save_adversarial is not None:
         args += ["--save-adversarial", str(int(save_adversarial))]
+    if certify:
+        args += ["--certify", ",".join(certify)]
     report_dir = os.path.join(work, "report")
     args += ["--report-dir", report_dir]
     args += list(extra_args)

@@ -96,6 +96,19 @@ class Report:
                 return float(r["robust_accuracy"])
         raise KeyError(f"no result for attack {attack!r} at eps {eps}; attacks {self.attacks}, eps {self.eps}")
 
+    def certified_accuracy(self, eps: float, method: str = "best") -> float:
+        """The proven lower bound on robust accuracy at ``eps`` (``evaluate(certify=...)``), of
+        ``method`` ("ibp", "crown") or of the tightest ("best")."""
+        rows = [
+            r
+            for r in self._data.get("certified", [])
+            if abs(float(r["eps"]) - float(eps)) <= 1e-9 * max(1.0, abs(float(eps)))
+            and method in ("best", r["method"])
+        ]
+        if not rows:
+            raise KeyError(f"no certified result for {method!r} at eps {eps}; evaluate with certify=[...]")
+        return max(float(r["certified_accuracy"]) for r in rows)
+
     @property
     def worst_case(self) -> Dict[float, float]:
         """Robust accuracy against every attack together, per ε."""

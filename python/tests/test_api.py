@@ -61,6 +61,17 @@ def test_api_gives_the_command_lines_numbers(tmp_path):
     assert r.robust_accuracy("pgd", 0.2) <= r.robust_accuracy("fgsm", 0.2) + 0.2
 
 
+def test_certified_accuracy_beside_the_attacks(tmp_path):
+    r = gauntlet.evaluate("builtin:mnist-cnn", attacks=["fgsm"], eps=[0.02], limit=20, checks=False, certify=["ibp", "crown"])
+    crown, ibp = r.certified_accuracy(0.02, "crown"), r.certified_accuracy(0.02, "ibp")
+    assert ibp <= crown == r.certified_accuracy(0.02) <= r.worst_case[0.02]
+    assert crown >= 0.5
+    rule = {"metric": "certified_accuracy", "method": "crown", "eps": 0.02, "min": 0.5}
+    assert r.gate([rule]).passed
+    with pytest.raises(KeyError):
+        r.certified_accuracy(0.3)
+
+
 def test_report_files_gate_and_adversarial_examples(tmp_path):
     x, y = mnist(40)
     r = gauntlet.evaluate(MODEL, x, y, attacks=["pgd:steps=5"], eps=[0.3], checks=False, save_adversarial=4)

@@ -26,5 +26,9 @@ pub fn run(args: &InspectArgs) -> anyhow::Result<ExitStatus> {
         None => println!("gradient   available"),
         Some(issue) => println!("gradient   MASKED: {issue}"),
     }
+    match model.bound_net() {
+        Ok(_) => println!("certify    ibp, crown (--certify)"),
+        Err(e) => println!("certify    not available: {e}"),
+    }
     Ok(ExitStatus::Ok)
 }

@@ -435,15 +435,18 @@ impl Prepared {
         let mut checks = checks;
         let certification = match &self.net {
             Some(net) => {
-                let c = eval::certify::certify(
-                    &*self.model,
-                    net,
-                    &*self.data,
-                    &ev,
-                    &run.certify,
-                    run.batch_size,
-                    progress,
-                )?;
+                let c =
+                    eval::certify::certify(&*self.model, net, &*self.data, &ev, &run.certify, run.batch_size, progress)
+                        .map_err(|e| match e {
+                            // Every sample was attacked; the checkpoint keeps that, and a resumed run
+                            // certifies again.
+                            Error::Interrupted { .. } => Error::Interrupted {
+                                done: ev.samples(),
+                                total: ev.samples(),
+                                checkpoint: checkpoint.as_ref().map(|c| c.dir().display().to_string()),
+                            },
+                            e => e,
+                        })?;
                 checks.push(certify_check(&c));
                 Some(c)
             }

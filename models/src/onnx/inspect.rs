@@ -108,6 +108,10 @@ pub fn inspect(path: &Path, opts: &LoadOptions) -> Result<String> {
                     );
                 }
             }
+            let _ = match m.bound_net() {
+                Ok(_) => writeln!(out, "certify    ibp, crown (--certify)"),
+                Err(e) => writeln!(out, "certify    not available: {e}"),
+            };
         }
         Err(e) => {
             let _ = writeln!(out, "load       FAILED: {e}");
