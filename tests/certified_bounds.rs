@@ -254,3 +254,58 @@ fn bounds_equal_an_independent_float64_implementation() {
     }
     assert!(compared > 100);
 }
+
+/// Pixel-space preprocessing outside the graph (`--mean/--std/--channel-order/--layout`) maps
+/// onto the bounds' input: the bounds' clean logits are the model's, and no point of the ball
+/// beats the bounds.
+#[test]
+fn preprocessing_outside_the_graph_is_bounded_too() {
+    use gauntlet::models::preprocess::{ChannelOrder, Layout, Preprocess};
+    let mut rng = ChaCha8Rng::seed_from_u64(11);
+    let cases = [
+        (
+            "tests/golden/onnx/resnet_cifar.onnx",
+            Preprocess {
+                mean: vec![0.49, 0.48, 0.45],
+                std: vec![0.25, 0.24, 0.26],
+                channel_order: ChannelOrder::Bgr,
+                layout: Layout::Nchw,
+            },
+        ),
+        (
+            "tests/golden/onnx/nhwc_input.onnx",
+            Preprocess { mean: vec![0.13], std: vec![0.31], channel_order: ChannelOrder::Rgb, layout: Layout::Nhwc },
+        ),
+    ];
+    for (path, pre) in cases {
+        let opts = LoadOptions { preprocess: pre, ..Default::default() };
+        let model = load_classifier(Path::new(path), DType::F32, &Device::Cpu, &opts).unwrap();
+        let shape = model.input_shape();
+        let len: usize = shape.iter().product();
+        let net = model.bound_net().unwrap();
+        let x = images(2, len, &mut rng);
+        let z = logits(&*model, &x, shape);
+        let k = model.num_classes();
+        let labels: Vec<u32> =
+            z.chunks(k).map(|z| (0..k).max_by(|&i, &j| z[i].total_cmp(&z[j])).unwrap() as u32).collect();
+        for (ball, eps) in [(Ball::Linf, 0.002), (Ball::L2, 0.05)] {
+            let certs = net.certify(&x, &labels, eps, ball, Method::Crown, Bounds::default());
+            for (s, c) in certs.iter().enumerate() {
+                for (a, b) in c.clean.iter().zip(&z[s * k..][..k]) {
+                    assert!(
+                        (a - b).abs() <= 1e-4 * (1.0 + b.abs()),
+                        "{path}: clean logit {a} where the model gives {b}"
+                    );
+                }
+                let xs = &x[s * len..][..len];
+                for p in ball_points(&*model, xs, labels[s], eps, ball, &mut rng).iter().rev().take(60) {
+                    let zp = logits(&*model, p, shape);
+                    let y = labels[s] as usize;
+                    for j in (0..k).filter(|&j| j != y) {
+                        assert!(zp[y] - zp[j] >= c.margins[j] - 1e-5, "{path} {ball:?}: margin below its bound");
+                    }
+                }
+            }
+        }
+    }
+}
