@@ -24,6 +24,11 @@ pub enum Error {
     #[error("interrupted: {done} of {total} samples evaluated{}", match checkpoint { Some(c) => format!(", kept in {c}"), None => String::new() })]
     Interrupted { done: usize, total: usize, checkpoint: Option<String> },
 
+    /// The user stopped a training run in epoch `epoch`; the state after the epoch before it is
+    /// kept in `checkpoint` when one is named.
+    #[error("interrupted in epoch {epoch}{}", match checkpoint { Some(c) => format!("; the epochs before it are kept in {c}"), None => String::new() })]
+    TrainingInterrupted { epoch: usize, checkpoint: Option<String> },
+
     /// An attack broke the contract of `Attack::run` (a bug in the attack, not bad input).
     #[error("attack `{attack}` broke its contract: {message}")]
     AttackContract { attack: String, message: String },

@@ -17,6 +17,7 @@ pub mod eval;
 pub mod gate;
 pub mod report;
 pub mod run;
+pub mod train;
 
 pub use error::{Error, Result};
 pub use gauntlet_attacks as attacks;

@@ -34,6 +34,9 @@ pub(crate) struct Steps {
     pub loss: Loss,
     /// Whether the starting point may be the answer (false: only iterates count).
     pub keep_start: bool,
+    /// Whether a sample leaves the batch at its first success (false: every sample takes every
+    /// step and the last iterate is the answer, as adversarial training wants it).
+    pub early_stop: bool,
 }
 
 impl Steps {
@@ -41,7 +44,8 @@ impl Steps {
     /// step moves along `direction(∇, kept)` (the steepest-ascent step of the threat model's norm),
     /// where `kept` lists the rows still in the batch when some have just left (to narrow any
     /// state the direction keeps). A sample keeps the first iterate of any copy that reaches the
-    /// goal, or else the last one.
+    /// goal, or else the last one (without `early_stop`, the last iterate of its first copy that
+    /// reaches the goal there, or else of its last copy).
     pub(crate) fn run(
         &self,
         model: &dyn Classifier,
@@ -68,7 +72,7 @@ impl Steps {
                 let lg = model.loss_and_grad(&x, &goal, self.loss)?;
                 (lg.logits, Some(lg.grad))
             };
-            let keep = if t > 0 || self.keep_start {
+            let keep = if (t > 0 || self.keep_start) && (self.early_stop || last) {
                 found.record(&sample, &x, &hits(&goal, &logits)?, t as u32, last)?
             } else {
                 (0..sample.len()).collect()

@@ -54,7 +54,7 @@ impl Attack for MiFgsm {
 
     fn run(&self, model: &dyn Classifier, batch: &AttackBatch<'_>, threat: &ThreatModel) -> Result<AttackOutput> {
         let mut momentum = batch.x0.zeros_like()?;
-        let steps = Steps { steps: self.steps, step: self.step, loss: self.loss, keep_start: false };
+        let steps = Steps { steps: self.steps, step: self.step, loss: self.loss, keep_start: false, early_stop: true };
         steps.run(model, batch, threat, batch.x0.clone(), |grad, kept| {
             let prev = match kept {
                 Some(kept) => select(&momentum, kept)?,

@@ -8,7 +8,9 @@
 //!
 //! Defaults (the MNIST challenge configuration of Madry et al. for ε = 0.3 is `steps=40,step=0.01`):
 //! `steps=40`; step size α = 2.5·ε/steps (Madry et al.'s rule) unless `step` (absolute) or
-//! `rel_step` (a fraction of ε) is given; `restarts=1`; `random_start=true`; `loss=ce`.
+//! `rel_step` (a fraction of ε) is given; `restarts=1`; `random_start=true`; `loss=ce`;
+//! `early_stop=true` (`false`: every sample takes all steps and the last iterate is returned,
+//! as adversarial training uses it).
 
 use candle_core::Tensor;
 use gauntlet_models::{Classifier, Loss};
@@ -27,6 +29,9 @@ pub struct Pgd {
     pub restarts: usize,
     pub random_start: bool,
     pub loss: Loss,
+    /// Whether a sample stops at its first successful iterate (the evaluator's setting); without
+    /// it every sample takes all steps and keeps the last iterate (Madry et al.'s training attack).
+    pub early_stop: bool,
 }
 
 impl Pgd {
@@ -34,7 +39,7 @@ impl Pgd {
 
     pub fn from_params(p: Params) -> Result<Self> {
         let (step, loss) = (StepSize::Relative(0.0), Loss::default());
-        params::parse(Pgd { steps: 40, step, restarts: 1, random_start: true, loss }, p)
+        params::parse(Pgd { steps: 40, step, restarts: 1, random_start: true, loss, early_stop: true }, p)
     }
 }
 
@@ -44,7 +49,8 @@ impl Declared for Pgd {
         f.step(&mut self.step, 2.5 / self.steps as f64)?;
         f.restarts(&mut self.restarts)?;
         f.flag("random_start", &mut self.random_start)?;
-        f.loss(&mut self.loss)
+        f.loss(&mut self.loss)?;
+        f.flag("early_stop", &mut self.early_stop)
     }
 
     fn rules(&self) -> Vec<(bool, &'static str)> {
@@ -72,7 +78,13 @@ impl Attack for Pgd {
         } else {
             batch.x0.clone()
         };
-        let steps = Steps { steps: self.steps, step: self.step, loss: self.loss, keep_start: true };
+        let steps = Steps {
+            steps: self.steps,
+            step: self.step,
+            loss: self.loss,
+            keep_start: true,
+            early_stop: self.early_stop,
+        };
         steps.run(model, batch, threat, x, |grad, _| Ok(grad))
     }
 }

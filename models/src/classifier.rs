@@ -26,15 +26,18 @@ pub struct Goal {
     /// For an untargeted goal, a class per sample that [`Loss::DlrTargeted`] pulls towards
     /// (APGD-T): success is still any wrong prediction.
     pub guide: Option<Vec<u32>>,
+    /// For [`Loss::Kl`], the class probabilities the divergence is measured from, one row of K
+    /// per sample (TRADES: the model's own prediction on the clean input).
+    pub reference: Option<Vec<f32>>,
 }
 
 impl Goal {
     pub fn untargeted(labels: Vec<u32>) -> Self {
-        Goal { classes: labels, targeted: false, guide: None }
+        Goal { classes: labels, targeted: false, guide: None, reference: None }
     }
 
     pub fn targeted(targets: Vec<u32>) -> Self {
-        Goal { classes: targets, targeted: true, guide: None }
+        Goal { classes: targets, targeted: true, guide: None, reference: None }
     }
 
     /// Whether prediction `pred` of sample `i` achieves the attacker's goal.
@@ -49,7 +52,14 @@ impl Goal {
     /// The goal restricted to the rows `keep` (in that order).
     pub fn select(&self, keep: &[usize]) -> Goal {
         let pick = |v: &[u32]| keep.iter().map(|&i| v[i]).collect::<Vec<u32>>();
-        Goal { classes: pick(&self.classes), targeted: self.targeted, guide: self.guide.as_deref().map(pick) }
+        let k = self.reference.as_ref().map_or(0, |r| r.len() / self.classes.len().max(1));
+        let rows = |r: &Vec<f32>| keep.iter().flat_map(|&i| r[i * k..(i + 1) * k].iter().copied()).collect();
+        Goal {
+            classes: pick(&self.classes),
+            targeted: self.targeted,
+            guide: self.guide.as_deref().map(pick),
+            reference: self.reference.as_ref().map(rows),
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -75,6 +85,9 @@ pub enum Loss {
     /// Targeted DLR towards the goal's `guide` class t:
     /// `−(z_y − z_t) / (z_π1 − (z_π3 + z_π4)/2 + 1e-12)`.
     DlrTargeted,
+    /// Kullback–Leibler divergence KL(p ‖ softmax(z)) from the goal's `reference` probabilities
+    /// p (TRADES' inner maximisation, Zhang et al. 2019); untargeted goals only.
+    Kl,
 }
 
 impl Loss {
@@ -85,6 +98,7 @@ impl Loss {
             Loss::Margin => "margin",
             Loss::Dlr => "dlr",
             Loss::DlrTargeted => "dlr-targeted",
+            Loss::Kl => "kl",
         }
     }
 }
@@ -202,8 +216,27 @@ pub fn objective(logits: &Tensor, goal: &Goal, loss: Loss) -> Result<Tensor> {
             }
         }
         Loss::Dlr | Loss::DlrTargeted => dlr(logits, goal, loss)?,
+        Loss::Kl => kl(logits, goal)?,
     };
     Ok(value)
+}
+
+/// KL(p ‖ softmax(z)) = Σ p·(log p − log_softmax(z)) per row, p the goal's reference (0·log 0 = 0).
+fn kl(logits: &Tensor, goal: &Goal) -> Result<Tensor> {
+    let (n, k) = logits.dims2()?;
+    let p = goal.reference.as_ref().filter(|r| r.len() == n * k).ok_or_else(|| {
+        ModelError::Invalid(format!("the kl loss needs reference probabilities of {k} classes for each of {n} samples"))
+    })?;
+    if goal.targeted {
+        return Err(ModelError::Invalid("the kl loss is for untargeted goals".into()));
+    }
+    let plogp: Vec<f32> = p.chunks(k).map(|r| r.iter().filter(|&&v| v > 0.0).map(|&v| v * v.ln()).sum()).collect();
+    let pt = Tensor::from_slice(p, (n, k), logits.device())?.to_dtype(logits.dtype())?;
+    let plogp = Tensor::from_vec(plogp, n, logits.device())?.to_dtype(logits.dtype())?;
+    let m = logits.max_keepdim(D::Minus1)?.detach();
+    let lse = (logits.broadcast_sub(&m)?.exp()?.sum_keepdim(D::Minus1)?.log()? + &m)?;
+    let log_q = logits.broadcast_sub(&lse)?;
+    Ok((plogp - (pt * log_q)?.sum(D::Minus1)?)?)
 }
 
 /// The DLR losses. Sorting is done on the CPU and the logits are picked with `gather`, so the

@@ -163,3 +163,13 @@ macro_rules! binary {
 }
 
 pub(crate) use {binary, unary};
+
+/// The element-wise sum of per-thread partial results, each `len` long (zeros when there are none).
+pub(crate) fn sum_parts(parts: Vec<Vec<f32>>, len: usize) -> Vec<f32> {
+    let mut it = parts.into_iter();
+    let mut sum = it.next().unwrap_or_else(|| vec![0.0; len]);
+    for p in it {
+        sum.iter_mut().zip(&p).for_each(|(a, b)| *a += b);
+    }
+    sum
+}

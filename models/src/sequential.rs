@@ -8,7 +8,7 @@ use candle_core::{DType, Device, Tensor, Var};
 
 use crate::classifier::autograd_loss_and_grad;
 use crate::conv::{self, ConvParams};
-use crate::engine::Engine;
+use crate::engine::{Engine, Params};
 use crate::ops::{self, Window};
 use crate::{cpu_ops, linear};
 use crate::{objective, Bounds, Classifier, Goal, Loss, LossGrad, ModelError, Result};
@@ -315,6 +315,78 @@ impl Layer {
                 }
             }
         }
+    }
+}
+
+/// Training: the weights of the convolutions and dense layers, in layer order, through the
+/// compiled plan's training mode.
+impl Sequential {
+    /// The compiled plan, or why the model cannot be trained on it.
+    fn trainable_plan(&self) -> Result<&Engine> {
+        let engine = self.engine.as_deref().map_err(|why| {
+            ModelError::Invalid(format!("the model cannot be trained on the compiled executor: {why}"))
+        })?;
+        if self.layers.iter().any(|l| matches!(l, Layer::BatchNorm2d { .. })) {
+            return Err(ModelError::Invalid("batch norm layers cannot be trained".into()));
+        }
+        engine.trainable().map_err(ModelError::Invalid)?;
+        Ok(engine)
+    }
+
+    /// The weights and biases of the convolution and linear layers, in layer order (a layer
+    /// without a bias has zeros).
+    pub fn parameters(&self) -> Result<Vec<Params>> {
+        Ok(self.trainable_plan()?.parameters())
+    }
+
+    /// Per convolution and linear layer, in layer order, whether it has a bias (a layer without
+    /// one keeps zeros: its bias gradient is to be ignored).
+    pub fn has_bias(&self) -> Vec<bool> {
+        self.layers
+            .iter()
+            .filter_map(|l| match l {
+                Layer::Conv2d { bias, .. } | Layer::Linear { bias, .. } => Some(bias.is_some()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Sets the weights and biases of the convolution and linear layers (as
+    /// [`Sequential::parameters`] lists them), in the plan and in the layers.
+    pub fn set_parameters(&mut self, params: &[Params]) -> Result<()> {
+        self.trainable_plan()?;
+        let engine = self.engine.as_mut().map_err(|why| ModelError::Invalid(why.clone()))?;
+        let engine = Arc::get_mut(engine)
+            .ok_or_else(|| ModelError::Invalid("the model's plan is shared and cannot be changed".into()))?;
+        engine.set_parameters(params).map_err(ModelError::Invalid)?;
+        let mut given = params.iter();
+        for layer in &mut self.layers {
+            if let Layer::Conv2d { weight, bias, .. } | Layer::Linear { weight, bias } = layer {
+                let p = given.next().expect("as many parameter sets as layers with weights");
+                *weight = Tensor::from_slice(&p.weight, weight.shape(), weight.device())?;
+                match bias {
+                    Some(b) => *b = Tensor::from_slice(&p.bias, b.shape(), b.device())?,
+                    None if p.bias.iter().any(|&v| v != 0.0) => {
+                        return Err(ModelError::Invalid("a bias given for a layer without one".into()))
+                    }
+                    None => {}
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The logits of a batch (n, C, H, W) and the gradients of the loss whose gradient with
+    /// respect to the (n × classes) logits `dlogits` returns, for every layer's weights and bias.
+    pub fn parameter_grads(
+        &self,
+        x: &Tensor,
+        dlogits: impl FnOnce(&[f32]) -> Vec<f32>,
+    ) -> Result<(Vec<f32>, Vec<Params>)> {
+        let engine = self.trainable_plan()?;
+        let n = x.dim(0)?;
+        let xs = x.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+        engine.parameter_grads(n, &xs, dlogits).map_err(ModelError::Invalid)
     }
 }
 

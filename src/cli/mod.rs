@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+use crate::train::{LrSchedule, Method, OptimizerKind};
+
 pub mod config;
 pub mod interrupt;
 pub mod progress;
@@ -365,15 +367,58 @@ pub struct TrainArgs {
     /// Output spec path; the weights go beside it with the extension .safetensors.
     #[arg(long)]
     pub out: PathBuf,
-    /// Held-out data to report accuracy on after each epoch.
+    /// Validation data for the per-epoch clean and PGD accuracy; without it, `--holdout`
+    /// samples of the training data are held out.
     #[arg(long)]
     pub test: Option<PathBuf>,
+    /// Training samples held out for validation when no --test is given.
+    #[arg(long, default_value_t = 1000)]
+    pub holdout: usize,
     #[arg(long, default_value_t = 2)]
     pub epochs: usize,
     #[arg(long, default_value_t = 64)]
     pub batch_size: usize,
+    /// The peak learning rate.
     #[arg(long, default_value_t = 1e-3)]
     pub lr: f64,
+    #[arg(long, value_enum, default_value_t = LrSchedule::Constant)]
+    pub lr_schedule: LrSchedule,
+    #[arg(long, value_enum, default_value_t = OptimizerKind::Adam)]
+    pub optimizer: OptimizerKind,
+    /// SGD's momentum.
+    #[arg(long, default_value_t = 0.9)]
+    pub momentum: f64,
+    /// L2 penalty (SGD) or decoupled decay (Adam) of the weights; biases take none.
+    #[arg(long, default_value_t = 0.0)]
+    pub weight_decay: f64,
+    /// Adversarial training: pgd (Madry et al.), fgsm-rs (Wong et al.) or trades (Zhang et al.).
+    #[arg(long, value_enum)]
+    pub adversarial: Option<Method>,
+    /// L∞ training budget, pixel units (8/255 works).
+    #[arg(long, value_parser = parse_fraction)]
+    pub eps: Option<f64>,
+    /// Attack steps (pgd, trades; default 10).
+    #[arg(long)]
+    pub steps: Option<usize>,
+    /// Attack step size at the full ε, pixel units (default 2.5·ε/steps; fgsm-rs 1.25·ε); it
+    /// scales with ε during the ramp.
+    #[arg(long, value_parser = parse_fraction)]
+    pub step: Option<f64>,
+    /// TRADES' weight of the divergence term.
+    #[arg(long, default_value_t = 6.0)]
+    pub beta: f64,
+    /// Epochs over which ε rises linearly from 0 (may be fractional).
+    #[arg(long, default_value_t = 0.0)]
+    pub eps_ramp: f64,
+    /// PGD steps of the per-epoch validation attack at the full ε (0: clean accuracy only).
+    #[arg(long, default_value_t = 10)]
+    pub val_steps: usize,
+    /// Folder for the state after every epoch (default: OUT with the extension .checkpoint).
+    #[arg(long)]
+    pub checkpoint_dir: Option<PathBuf>,
+    /// Continue from the checkpoint (starts afresh when there is none).
+    #[arg(long)]
+    pub resume: bool,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Train on the first N samples only.
@@ -381,4 +426,12 @@ pub struct TrainArgs {
     pub limit: Option<usize>,
     #[arg(long)]
     pub threads: Option<usize>,
+    /// No progress bar.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+/// A number or a fraction (`8/255`), for clap.
+fn parse_fraction(s: &str) -> Result<f64, String> {
+    crate::attacks::parse_number(s).ok_or_else(|| format!("`{s}` is not a number (use e.g. 0.3 or 8/255)"))
 }

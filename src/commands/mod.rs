@@ -61,6 +61,14 @@ pub fn dispatch(command: Command) -> ExitStatus {
         Command::Inspect(args) => inspect::run(&args),
     };
     result.unwrap_or_else(|e| {
+        if let Some(crate::Error::TrainingInterrupted { checkpoint, .. }) = e.downcast_ref::<crate::Error>() {
+            eprintln!("{e}");
+            *LAST_ERROR.lock().unwrap_or_else(|e| e.into_inner()) = Some((e.to_string(), false));
+            if checkpoint.is_some() {
+                eprintln!("resume with: {}", resume_command());
+            }
+            return ExitStatus::Interrupted;
+        }
         if let Some(crate::Error::Interrupted { checkpoint, .. }) = e.downcast_ref::<crate::Error>() {
             eprintln!("{e}");
             *LAST_ERROR.lock().unwrap_or_else(|e| e.into_inner()) = Some((e.to_string(), false));

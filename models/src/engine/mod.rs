@@ -18,6 +18,9 @@
 
 pub(crate) mod fuse;
 pub(crate) mod kernels;
+mod train;
+
+pub use train::Params;
 
 use std::sync::Mutex;
 
@@ -233,14 +236,14 @@ impl Engine {
         x: &[f32],
         dlogits: impl FnOnce(&[f32]) -> Vec<f32>,
     ) -> (Vec<f32>, Vec<f32>) {
-        self.pass(n, x, dlogits, None)
+        self.pass(n, x, dlogits, None, None)
     }
 
     /// One forward + input-gradient pass (gradient of the sum of the logits) with the time spent
     /// in each kernel: (kernel, forward seconds, backward seconds), in plan order.
     pub fn profile(&self, n: usize, x: &[f32]) -> Vec<(String, f64, f64)> {
         let mut times = vec![(0.0, 0.0); self.steps.len()];
-        self.pass(n, x, |z| vec![1.0; z.len()], Some(&mut times));
+        self.pass(n, x, |z| vec![1.0; z.len()], Some(&mut times), None);
         self.describe().into_iter().zip(times).map(|(d, (f, b))| (d, f, b)).collect()
     }
 
@@ -250,6 +253,7 @@ impl Engine {
         x: &[f32],
         dlogits: impl FnOnce(&[f32]) -> Vec<f32>,
         mut times: Option<&mut [(f64, f64)]>,
+        mut weight_grads: Option<&mut Vec<Option<Params>>>,
     ) -> (Vec<f32>, Vec<f32>) {
         let mut ws = self.workspace(n);
         self.run_forward(&mut ws, n, x, times.as_deref_mut());
@@ -290,7 +294,11 @@ impl Engine {
                     .map(|(t, &i)| t.as_mut().map(|v| &mut v[..n * self.lens[i]]))
                     .collect();
                 let ol = self.lens[step.output];
-                step.backward(n, &ins, &ws.values[step.output][..n * ol], &dy[..n * ol], &mut outs);
+                let (y, g) = (&ws.values[step.output][..n * ol], &dy[..n * ol]);
+                if let Some(wg) = weight_grads.as_deref_mut() {
+                    wg[k] = step.weight_grad(n, ins[0], y, g);
+                }
+                step.backward(n, &ins, y, g, &mut outs);
             }
             ws.grads[step.output] = dy;
             for ((t, &i), repeated) in taken.into_iter().zip(&step.inputs).zip(dup) {

@@ -8,6 +8,7 @@ use super::sgemm::NR;
 use super::sgemm::{self, gemm_packed, gemm_packed_par, pack_a, pack_b_at, packed_b_len};
 use super::{chunks_opt, few, scratch_a, scratch_b, Act};
 use crate::conv::{col2im, col2im_ld, im2col, im2col_rows, Dims};
+use crate::kernel::sum_parts;
 
 /// Row `r` (of `row.len()` columns from `col0`) of a packed B of depth `k`.
 fn pack_row(row: &[f32], packed: &mut [f32], k: usize, r: usize, col0: usize) {
@@ -251,6 +252,70 @@ impl Conv {
                 }
             }
         });
+    }
+
+    /// The gradients of the weights (O × C/groups·kh·kw) and of the bias from the layer's input
+    /// `x`, output `y` and output gradient `dy` (training): per sample, dW += dZ · colᵀ with
+    /// dZ the gradient before the activation. Samples go in fixed groups to the threads and the
+    /// groups' sums are added in order, so the result does not depend on the thread count.
+    pub(crate) fn weight_grad(&self, n: usize, x: &[f32], y: &[f32], dy: &[f32]) -> (Vec<f32>, Vec<f32>) {
+        let d = &self.d;
+        let (ck, og, ohw, il, ol) = (d.ck(), d.og(), d.ohw(), d.in_len(), d.out_len());
+        let wl = d.o * ck;
+        let chunk = 16;
+        let samples: Vec<usize> = (0..n).collect();
+        let parts: Vec<Vec<f32>> = samples
+            .par_chunks(chunk)
+            .map(|ss| {
+                // dW then db, in one vector.
+                let mut acc = vec![0.0f32; wl + d.o];
+                let mut dz = vec![0.0f32; ol];
+                let mut col = vec![0.0f32; if self.form == Form::Pointwise { 0 } else { ck * ohw }];
+                for &s in ss {
+                    let (ys, dys) = (&y[s * ol..][..ol], &dy[s * ol..][..ol]);
+                    match self.act {
+                        Act::None => dz.copy_from_slice(dys),
+                        act => dz.iter_mut().zip(dys.iter().zip(ys)).for_each(|(z, (&g, &v))| *z = g * act.slope(v)),
+                    }
+                    let (dw, db) = acc.split_at_mut(wl);
+                    for (o, b) in db.iter_mut().enumerate() {
+                        *b += dz[o * ohw..][..ohw].iter().sum::<f32>();
+                    }
+                    let xs = &x[s * il..][..il];
+                    for g in 0..d.p.groups {
+                        let cols: &[f32] = if self.form == Form::Pointwise {
+                            xs
+                        } else {
+                            im2col(d, xs, g, &mut col);
+                            &col
+                        };
+                        // dW_g (og × ck) += dZ_g (og × ohw) · colᵀ (ohw × ck)
+                        gemm(
+                            og,
+                            ck,
+                            ohw,
+                            &mut dw[g * og * ck..][..og * ck],
+                            true,
+                            (&dz[g * og * ohw..], ohw as isize, 1),
+                            (cols, 1, ohw as isize),
+                            gemm::Parallelism::None,
+                        );
+                    }
+                }
+                acc
+            })
+            .collect();
+        let mut sum = sum_parts(parts, wl + d.o);
+        let db = sum.split_off(wl);
+        (sum, db)
+    }
+
+    /// New weights (O × C/groups·kh·kw) and bias, repacked for the products.
+    pub(crate) fn set_weights(&mut self, w: &[f32], bias: &[f32]) {
+        self.w.copy_from_slice(w);
+        self.bias.copy_from_slice(bias);
+        self.packed = None;
+        self.prepare();
     }
 
     /// Folds `y·s + t` per output channel (a batch norm after the convolution) into the weights.

@@ -6,7 +6,7 @@ use rayon::prelude::*;
 
 use super::sgemm::{self, gemm_packed, pack_a_into, pack_b_at, packed_b_len, MR};
 use super::{chunks_opt, few, scratch_a, scratch_b, Act};
-use crate::kernel::gemm_rows;
+use crate::kernel::{gemm_rows, sum_parts};
 
 pub(crate) struct Dense {
     /// Input features K and output features M.
@@ -55,6 +55,58 @@ impl Dense {
         let (k, m) = (self.k, self.m);
         let wt: Vec<f32> = (0..m * k).map(|i| self.w[(i % k) * m + i / k]).collect();
         self.packed = Some((pack_b_full(&self.w, k, m), pack_b_full(&wt, m, k)));
+    }
+
+    /// The gradients of the weights (K × M) and of the bias from the input `x`, output `y` and
+    /// output gradient `dy` (training): dW = xᵀ · dZ, db = Σ dZ over the rows, dZ the gradient
+    /// before the activation. Rows go in fixed groups to the threads and the groups' sums are
+    /// added in order, so the result does not depend on the thread count.
+    pub(crate) fn weight_grad(&self, n: usize, x: &[f32], y: &[f32], dy: &[f32]) -> (Vec<f32>, Vec<f32>) {
+        let (k, m) = (self.k, self.m);
+        let rows = n * self.rows;
+        let chunk = 32;
+        let starts: Vec<usize> = (0..rows).step_by(chunk).collect();
+        let parts: Vec<Vec<f32>> = starts
+            .into_par_iter()
+            .map(|r0| {
+                let r = chunk.min(rows - r0);
+                let mut acc = vec![0.0f32; k * m + m];
+                let mut dz = vec![0.0f32; r * m];
+                let (ys, dys) = (&y[r0 * m..][..r * m], &dy[r0 * m..][..r * m]);
+                match self.act {
+                    Act::None => dz.copy_from_slice(dys),
+                    act => dz.iter_mut().zip(dys.iter().zip(ys)).for_each(|(z, (&g, &v))| *z = g * act.slope(v)),
+                }
+                let (dw, db) = acc.split_at_mut(k * m);
+                for row in dz.chunks(m) {
+                    db.iter_mut().zip(row).for_each(|(b, &g)| *b += g);
+                }
+                // dW (k × m) = xᵀ (k × r) · dZ (r × m)
+                let xs = &x[r0 * k..][..r * k];
+                crate::kernel::gemm(
+                    k,
+                    m,
+                    r,
+                    dw,
+                    false,
+                    (xs, 1, k as isize),
+                    (&dz, m as isize, 1),
+                    gemm::Parallelism::None,
+                );
+                acc
+            })
+            .collect();
+        let mut sum = sum_parts(parts, k * m + m);
+        let db = sum.split_off(k * m);
+        (sum, db)
+    }
+
+    /// New weights (K × M) and bias, repacked for the products.
+    pub(crate) fn set_weights(&mut self, w: &[f32], bias: &[f32]) {
+        self.w.copy_from_slice(w);
+        self.bias.copy_from_slice(bias);
+        self.packed = None;
+        self.prepare();
     }
 
     pub(crate) fn describe(&self) -> String {
