@@ -75,10 +75,10 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<ExitStatus> {
     let mut configs = Vec::new();
     for m in &args.models {
         let c = args.eval.run_config(Some(m.clone()), 8)?;
-        if c.model.is_some() && c.dataset.is_none() {
+        if c.model.as_deref().is_some_and(crate::models::zoo::needs_dataset) && c.dataset.is_none() {
             anyhow::bail!("--dataset is required with a model other than the shipped one ({})", m.display());
         }
-        if let Some(p) = &c.model {
+        if let Some(p) = c.model.as_ref().filter(|p| crate::models::zoo::find(p).is_none()) {
             if !p.is_file() {
                 anyhow::bail!("{}: no such model file", p.display());
             }

@@ -128,9 +128,17 @@ fn card(config: &TrainConfig, trained: &Trained, out: &std::path::Path) -> Strin
         Method::FgsmRs => format!("FGSM with random start, L∞ ε = {}, α = {:.4}·ε", o.eps, o.rel_step),
         Method::Trades => format!("TRADES, L∞ ε = {}, β = {}, {} steps of {:.4}·ε", o.eps, o.beta, o.steps, o.rel_step),
     };
+    let name = |v: serde_json::Value| v.as_str().unwrap_or_default().to_string();
     s += &format!(
-        "{method}; ε ramp {} epochs; {:?} optimizer, peak learning rate {}, schedule {:?}, weight decay {}, batch {}, {} epochs, seed {}.\n\n",
-        config.eps_ramp, config.optimizer, config.lr, config.schedule, config.weight_decay, config.batch_size, config.epochs, config.seed
+        "{method}; ε ramp {} epochs; {} optimizer, peak learning rate {}, schedule {}, weight decay {}, batch {}, {} epochs, seed {}.\n\n",
+        config.eps_ramp,
+        name(serde_json::json!(config.optimizer)),
+        config.lr,
+        name(serde_json::json!(config.schedule)),
+        config.weight_decay,
+        config.batch_size,
+        config.epochs,
+        config.seed
     );
     s += &format!("```sh\n{}\n```\n\n", command_line());
     let threads = std::env::var("RAYON_NUM_THREADS")

@@ -19,6 +19,7 @@ pub fn run(args: &VerifyArgs) -> anyhow::Result<ExitStatus> {
         );
     };
     let model = args.model.as_deref().filter(|m| !is_builtin_model(m));
+    // Other shipped models (`builtin:<name>`) are hashed from the files compiled in.
     let model_files = provenance::model_files(model)?;
     let dataset_files = provenance::dataset_files(args.dataset.as_deref())?;
     let (mut lines, model_ok) = provenance::compare("model", &prov.model_files, &model_files);

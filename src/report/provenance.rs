@@ -91,7 +91,10 @@ pub fn hash_builtin(prefix: &str, files: &[(&str, &[u8])]) -> Vec<FileHash> {
 pub fn model_files(model: Option<&Path>) -> Result<Vec<FileHash>> {
     match model {
         None => Ok(hash_builtin(crate::models::zoo::MNIST_CNN, crate::models::zoo::MNIST_CNN_FILES)),
-        Some(p) => hash_all(&crate::models::model_files(p)?),
+        Some(p) => match crate::models::zoo::find(p) {
+            Some(e) => Ok(hash_builtin(&e.id(), e.files)),
+            None => hash_all(&crate::models::model_files(p)?),
+        },
     }
 }
 

@@ -276,9 +276,9 @@ impl RunConfig {
                 bounds.lo, bounds.hi
             )));
         }
-        if self.model.is_some() && self.dataset.is_none() {
+        if self.model.as_deref().is_some_and(models::zoo::needs_dataset) && self.dataset.is_none() {
             return Err(Error::Config(
-                "--dataset is required with --model (the shipped data fits only the shipped model)".into(),
+                "--dataset is required with --model (the shipped data fits only the shipped MNIST models)".into(),
             ));
         }
         let mut data = load_source(self.dataset.as_deref(), &self.data_options)?;
@@ -522,25 +522,33 @@ fn certify_check(c: &eval::certify::Certification) -> crate::report::Check {
     }
 }
 
-/// The model at `path`, or the shipped one (`None` or `builtin:mnist-cnn`), and its source name.
+/// The model at `path`, or a shipped one (`None` for the default, or `builtin:<name>`), and its
+/// source name.
 pub fn load_model(path: Option<&Path>, device: &Device, opts: &LoadOptions) -> Result<(Box<dyn Classifier>, String)> {
-    Ok(match path {
-        Some(p) if !is_builtin_model(p) => {
-            (models::load_classifier(p, DType::F32, device, opts)?, p.display().to_string())
-        }
-        _ => {
-            let zoo = models::zoo::mnist_cnn(device)?;
-            let model: Box<dyn Classifier> = if opts.preprocess.is_identity() {
-                Box::new(zoo)
-            } else {
-                Box::new(Preprocessed::new(zoo, opts.preprocess.clone())?)
-            };
-            (model, models::zoo::MNIST_CNN.to_string())
-        }
-    })
+    let entry = match path {
+        None => &models::zoo::ENTRIES[0],
+        Some(p) => match models::zoo::find(p) {
+            Some(e) => e,
+            None if p.to_str().is_some_and(|s| s.starts_with("builtin:")) => {
+                let names: Vec<String> = models::zoo::ENTRIES.iter().map(|e| e.id()).collect();
+                return Err(Error::Input {
+                    path: p.display().to_string(),
+                    message: format!("no such shipped model; the shipped models are {}", names.join(", ")),
+                });
+            }
+            None => return Ok((models::load_classifier(p, DType::F32, device, opts)?, p.display().to_string())),
+        },
+    };
+    let zoo = entry.load(device)?;
+    let model: Box<dyn Classifier> = if opts.preprocess.is_identity() {
+        Box::new(zoo)
+    } else {
+        Box::new(Preprocessed::new(zoo, opts.preprocess.clone())?)
+    };
+    Ok((model, entry.id()))
 }
 
-/// Whether a model argument names the shipped model.
+/// Whether a model argument names the default shipped model.
 pub fn is_builtin_model(p: &Path) -> bool {
     p.as_os_str() == models::zoo::MNIST_CNN
 }

@@ -104,7 +104,7 @@ pub fn hold_out(data: ImageSet, n: usize, seed: u64) -> Result<(ImageSet, ImageS
         return Err(Error::Config(format!("--holdout {n}: must be at least 1 and below the {total} training samples")));
     }
     let mut order: Vec<usize> = (0..total).collect();
-    order.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ 0x686f_6c64_6f75_74));
+    order.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ 0x0068_6f6c_646f_7574));
     let (keep, held) = order.split_at(total - n);
     let subset = |idx: &[usize], what: &str| -> Result<ImageSet> {
         let mut sorted = idx.to_vec();
@@ -153,7 +153,7 @@ impl TrainConfig {
         if !(self.lr.is_finite() && self.lr > 0.0) {
             return Err(Error::Config(format!("--lr {}: must be a positive number", self.lr)));
         }
-        if !(o.rel_step.is_finite() && o.rel_step > 0.0) || !(o.beta.is_finite() && o.beta >= 0.0) {
+        if !(o.rel_step.is_finite() && o.rel_step > 0.0 && o.beta.is_finite() && o.beta >= 0.0) {
             return Err(Error::Config("--step must be positive and --beta at least 0".into()));
         }
         if !(self.eps_ramp.is_finite() && self.eps_ramp >= 0.0) {
