@@ -79,6 +79,54 @@ fn usage_errors_exit_2() {
 }
 
 #[test]
+fn devices_resolve_in_one_place() {
+    let run = |device: &str| {
+        gauntlet(&[
+            "run",
+            "--limit",
+            "30",
+            "--attack",
+            "fgsm",
+            "--eps",
+            "0.1",
+            "--no-checks",
+            "--format",
+            "json",
+            "-q",
+            "--device",
+            device,
+        ])
+    };
+    assert_input_error(&run("gpu"), &["`gpu` is not a device", "cuda:N"]);
+    assert_input_error(&run("cuda:x"), &["`cuda:x` is not a device"]);
+    let cpu = run("cpu");
+    assert!(cpu.status.success(), "{}", stderr(&cpu));
+    if cfg!(not(feature = "cuda")) {
+        // Strict: no silent fallback when the user asked for the GPU.
+        assert_input_error(&run("cuda"), &["no CUDA support", "scripts/build-cuda.sh", "--device cpu"]);
+        assert_input_error(&run("cuda:1"), &["no CUDA support"]);
+        // auto: the CPU, with a warning, and the CPU's numbers.
+        let auto = run("auto");
+        assert!(auto.status.success(), "{}", stderr(&auto));
+        assert!(stderr(&auto).contains("warning: no CUDA device"), "{}", stderr(&auto));
+        let (a, c): (serde_json::Value, serde_json::Value) =
+            (serde_json::from_slice(&auto.stdout).unwrap(), serde_json::from_slice(&cpu.stdout).unwrap());
+        for key in ["clean_accuracy", "results"] {
+            let numbers = |v: &serde_json::Value| {
+                let mut v = v[key].clone();
+                for r in v.as_array_mut().into_iter().flatten() {
+                    let r = r.as_object_mut().unwrap();
+                    r.retain(|k, _| !(k.contains("time") || k.contains("per_second")));
+                }
+                v
+            };
+            assert_eq!(numbers(&a), numbers(&c), "{key}");
+        }
+        assert_eq!(a["run"]["device"], "cpu");
+    }
+}
+
+#[test]
 fn bad_models_are_refused_with_the_file_named() {
     let d = tmpdir("models");
     let pt = d.join("model.pt");

@@ -1,6 +1,6 @@
 //! Device selection, resolved once: `cpu`, `cuda[:N]` (strict) or `auto` (falls back to CPU).
 
-use candle_core::Device;
+use candle_core::{Device, DeviceLocation};
 
 use crate::{ModelError, Result};
 
@@ -31,8 +31,17 @@ pub fn resolve(name: &str) -> Result<(Device, Option<String>)> {
 fn cuda(ordinal: usize) -> Result<Device> {
     if !candle_core::utils::cuda_is_available() {
         return Err(ModelError::Device(
-            "this build has no CUDA support; rebuild with `--features cuda` or use --device cpu".into(),
+            "this build has no CUDA support; build it with scripts/build-cuda.sh (`--features cuda`) or use --device cpu".into(),
         ));
     }
     Device::new_cuda(ordinal).map_err(|e| ModelError::Device(format!("cuda:{ordinal}: {e}")))
+}
+
+/// The device as `--device` names it: `cpu`, `cuda:N` (or `metal:N`).
+pub fn name(device: &Device) -> String {
+    match device.location() {
+        DeviceLocation::Cpu => "cpu".into(),
+        DeviceLocation::Cuda { gpu_id } => format!("cuda:{gpu_id}"),
+        DeviceLocation::Metal { gpu_id } => format!("metal:{gpu_id}"),
+    }
 }

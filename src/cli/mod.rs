@@ -371,9 +371,10 @@ pub struct TrainArgs {
     /// samples of the training data are held out.
     #[arg(long)]
     pub test: Option<PathBuf>,
-    /// Training samples held out for validation when no --test is given.
-    #[arg(long, default_value_t = 1000)]
-    pub holdout: usize,
+    /// Training samples held out for validation when no --test is given (default: a tenth of
+    /// the training data, at most 1,000).
+    #[arg(long)]
+    pub holdout: Option<usize>,
     #[arg(long, default_value_t = 2)]
     pub epochs: usize,
     #[arg(long, default_value_t = 64)]

@@ -12,7 +12,7 @@ use crate::cli::{interrupt, ExitStatus, TrainArgs};
 use crate::datasets;
 use crate::models::ModelSpec;
 use crate::report::write::write_atomic;
-use crate::train::{hold_out, EpochRecord, Method, Objective, TrainConfig, Trained};
+use crate::train::{default_holdout, hold_out, EpochRecord, Method, Objective, TrainConfig, Trained};
 
 pub fn run(args: &TrainArgs) -> anyhow::Result<ExitStatus> {
     set_threads(args.threads)?;
@@ -37,8 +37,9 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<ExitStatus> {
     let (train, validation, validation_source) = match &args.test {
         Some(path) => (data, datasets::open(path)?, path.display().to_string()),
         None => {
-            let (t, v) = hold_out(data, args.holdout, args.seed)?;
-            (t, v, format!("{} samples held out of the training data", args.holdout))
+            let n = args.holdout.unwrap_or_else(|| default_holdout(data.labels.len()));
+            let (t, v) = hold_out(data, n, args.seed)?;
+            (t, v, format!("{n} samples held out of the training data"))
         }
     };
     let checkpoint = args.checkpoint_dir.clone().unwrap_or_else(|| args.out.with_extension("checkpoint"));

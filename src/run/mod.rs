@@ -466,7 +466,7 @@ impl Prepared {
             seed: run.seed,
             bounds: [bounds.lo, bounds.hi],
             run: RunInfo {
-                device: format!("{:?}", run.device).to_lowercase(),
+                device: crate::models::device::name(&run.device),
                 threads: candle_core::utils::get_num_threads(),
                 batch_size: run.batch_size,
                 time_s: ev.total_seconds,

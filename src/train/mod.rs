@@ -97,6 +97,12 @@ fn tensor_names(spec: &ModelSpec) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The validation samples held out when none are named: a tenth of the `total` training
+/// samples, at most 1,000 and at least 1.
+pub fn default_holdout(total: usize) -> usize {
+    (total / 10).clamp(1, 1000)
+}
+
 /// Splits `data` into training data and `n` held-out samples chosen by a permutation from `seed`.
 pub fn hold_out(data: ImageSet, n: usize, seed: u64) -> Result<(ImageSet, ImageSet)> {
     let total = data.labels.len();

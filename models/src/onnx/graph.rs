@@ -235,6 +235,21 @@ impl Graph {
         self.steps.iter().map(|s| &self.nodes[s.node])
     }
 
+    /// The operators among the steps that read values back to the host on a CUDA device, with
+    /// their declaration and how many nodes use them (constant sub-graphs are folded at load and
+    /// do not count).
+    pub fn host_reads(&self) -> Vec<(&'static str, ops::Cuda, usize)> {
+        let mut out: Vec<(&'static str, ops::Cuda, usize)> = Vec::new();
+        for node in self.step_nodes() {
+            let Some(def) = ops::lookup(&node.op).filter(|d| d.cuda != ops::Cuda::Device) else { continue };
+            match out.iter_mut().find(|(n, ..)| *n == def.name) {
+                Some((.., count)) => *count += 1,
+                None => out.push((def.name, def.cuda, 1)),
+            }
+        }
+        out
+    }
+
     /// Every value the steps compute from `feeds`, by name (the feeds included).
     pub fn evaluate<'a>(&'a self, feeds: &[(&'a str, Tensor)]) -> Result<HashMap<&'a str, Tensor>> {
         let mut env: HashMap<&str, Tensor> = feeds.iter().map(|(n, t)| (*n, t.clone())).collect();

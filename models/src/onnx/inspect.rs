@@ -108,6 +108,7 @@ pub fn inspect(path: &Path, opts: &LoadOptions) -> Result<String> {
                     );
                 }
             }
+            let _ = writeln!(out, "cuda       {}", cuda_summary(m.graph()));
             let _ = match m.bound_net() {
                 Ok(_) => writeln!(out, "certify    ibp, crown (--certify)"),
                 Err(e) => writeln!(out, "certify    not available: {e}"),
@@ -120,16 +121,41 @@ pub fn inspect(path: &Path, opts: &LoadOptions) -> Result<String> {
     Ok(out)
 }
 
-/// Every operator the executor runs, one per line, with its gradient status.
+/// Every operator the executor runs, one per line, with its gradient status and what it does
+/// on a CUDA device.
 pub fn operator_list() -> String {
     let mut out = String::new();
+    let _ = writeln!(out, "{:<22} {:<12} gradient", "operator", "cuda");
     for d in ops::REGISTRY {
         let g = match d.grad {
             Grad::Yes => "differentiable",
             Grad::NotNeeded => "no gradient needed (shapes, indices, masks)",
             Grad::Masked => "no useful gradient (gradient attacks refused)",
         };
-        let _ = writeln!(out, "{:<22} {g}", d.name);
+        let _ = writeln!(out, "{:<22} {:<12} {g}", d.name, cuda_label(d.cuda));
     }
+    let _ = writeln!(
+        out,
+        "\ncuda: device = candle's CUDA kernels only; parameters = reads a shape, axes or scalar input to the host \
+         (free when it is constant); host = the values pass through the host (for some input types)"
+    );
     out
+}
+
+fn cuda_label(c: ops::Cuda) -> &'static str {
+    match c {
+        ops::Cuda::Device => "device",
+        ops::Cuda::Parameters => "parameters",
+        ops::Cuda::Host => "host",
+    }
+}
+
+/// What the graph's per-call operators do on a CUDA device, in one line.
+pub fn cuda_summary(graph: &super::Graph) -> String {
+    let reads = graph.host_reads();
+    if reads.is_empty() {
+        return "every operator on the device, no host reads".into();
+    }
+    let list: Vec<String> = reads.iter().map(|(op, c, n)| format!("{op} ×{n} ({})", cuda_label(*c))).collect();
+    format!("on the device; host reads per call: {}", list.join(", "))
 }

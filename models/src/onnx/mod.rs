@@ -153,6 +153,9 @@ impl OnnxModel {
         };
         model.probe(path)?;
         model.engine = if opts.node_by_node { Err("node by node, as asked".into()) } else { model.compile() };
+        if !device.is_cpu() && !model.graph.host_reads().is_empty() {
+            model.notes.push(format!("on the GPU, {}", inspect::cuda_summary(&model.graph)));
+        }
         Ok(model)
     }
 
