@@ -5,7 +5,7 @@
 //!
 //! usage: cargo run --release --example onnx_timing -- MODEL.onnx DATA.npz
 //!        [--what passes|pgd|all] [--batches 1,32,128] [--eps 0.0001] [--steps 10] [--repeats 5]
-//!        [--node-by-node]
+//!        [--node-by-node] [--device cpu|cuda[:N]|auto]
 
 use std::path::Path;
 use std::time::Instant;
@@ -32,7 +32,7 @@ fn arg<'a>(args: &'a [String], flag: &str) -> Option<&'a str> {
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let usage = "usage: onnx_timing MODEL.onnx DATA.npz [--what passes|pgd|all] [--batches 1,32,128] [--eps E] [--steps S] [--repeats R] [--node-by-node]";
+    let usage = "usage: onnx_timing MODEL.onnx DATA.npz [--what passes|pgd|all] [--batches 1,32,128] [--eps E] [--steps S] [--repeats R] [--node-by-node] [--device D]";
     let (Some(model_path), Some(data_path)) = (args.first(), args.get(1)) else { anyhow::bail!(usage) };
     let what = arg(&args, "--what").unwrap_or("all");
     let repeats: usize = arg(&args, "--repeats").map_or(Ok(5), str::parse)?;
@@ -41,26 +41,36 @@ fn main() -> anyhow::Result<()> {
     let batches: Vec<usize> =
         arg(&args, "--batches").unwrap_or("1,32,128").split(',').map(str::parse).collect::<Result<_, _>>()?;
     let opts = LoadOptions { node_by_node: args.iter().any(|a| a == "--node-by-node"), ..Default::default() };
-    let model = OnnxModel::load(Path::new(model_path), &Device::Cpu, &opts)?;
+    let (device, warning) = gauntlet::models::device::resolve(arg(&args, "--device").unwrap_or("cpu"))?;
+    if let Some(w) = warning {
+        eprintln!("warning: {w}");
+    }
+    let model = OnnxModel::load(Path::new(model_path), &device, &opts)?;
     let executor = match model.executor() {
         Ok(e) => format!("compiled ({} kernels, {:.2} GFLOP per image)", e.describe().len(), e.flops() / 1e9),
         Err(why) => format!("node by node ({why})"),
     };
     let data = gauntlet::datasets::open(Path::new(data_path))?;
     let threads = rayon::current_num_threads();
-    println!("{{\"side\":\"gauntlet\",\"what\":\"setup\",\"executor\":{executor:?},\"threads\":{threads}}}");
+    let device_name = gauntlet::models::device::name(&device);
+    println!(
+        "{{\"side\":\"gauntlet\",\"what\":\"setup\",\"executor\":{executor:?},\"threads\":{threads},\"device\":{device_name:?}}}"
+    );
     let n = data.labels.len();
     let all: Vec<usize> = (0..n).collect();
     if what == "passes" || what == "all" {
         for &b in &batches {
             let idx: Vec<usize> = (0..b).map(|i| i % n).collect();
-            let x = batch_tensor(&data, &idx, &Device::Cpu)?;
+            let x = batch_tensor(&data, &idx, &device)?;
             let goal = Goal::untargeted(idx.iter().map(|&i| data.labels[i]).collect());
             model.loss_and_grad(&x, &goal, Loss::CrossEntropy)?;
+            device.synchronize()?;
             let mut times = Vec::new();
             for _ in 0..repeats {
                 let t = Instant::now();
                 model.loss_and_grad(&x, &goal, Loss::CrossEntropy)?;
+                // A GPU runs the pass asynchronously: the time is the time until it is done.
+                device.synchronize()?;
                 times.push(t.elapsed().as_secs_f64());
             }
             let s = median(times);
@@ -108,7 +118,7 @@ fn main() -> anyhow::Result<()> {
         }
     }
     if what == "pgd" || what == "all" {
-        let x = batch_tensor(&data, &all, &Device::Cpu)?.to_dtype(DType::F32)?;
+        let x = batch_tensor(&data, &all, &device)?.to_dtype(DType::F32)?;
         let goal = Goal::untargeted(data.labels.clone());
         let ids: Vec<u64> = (0..n as u64).collect();
         let attack = Registry::default().create(&format!("pgd:steps={steps}"))?;
@@ -119,6 +129,7 @@ fn main() -> anyhow::Result<()> {
         for _ in 0..repeats {
             let t = Instant::now();
             let out = attack.run(&model, &batch, &threat)?;
+            device.synchronize()?;
             times.push(t.elapsed().as_secs_f64());
             reached = out.reached.iter().filter(|&&r| r).count();
         }

@@ -6,7 +6,8 @@
 # the driver library, so the link uses a stub libcuda.so built here from the driver symbols cudarc
 # imports; the binary loads the real libcuda.so.1 of the GPU machine at run time.
 #
-# usage: scripts/build-cuda.sh [--check]     (default: a release build, target/cuda/release/gauntlet)
+# usage: scripts/build-cuda.sh [--check]     (default: release builds of target/cuda/release/gauntlet
+#                                            and of the onnx_timing example)
 #   --check    `cargo check --workspace --all-targets --features cuda` only (no link, no cuBLAS
 #              wheels): what CI runs so that the GPU code compiles on every change
 #   env: CUDA_COMPUTE_CAP (default 90: H100/H200; 80 for A100, 89 for L4/L40, 120 for Blackwell),
@@ -87,6 +88,8 @@ if [ "$mode" = check ]; then
   cargo check --workspace --all-targets --features cuda
 else
   # A target folder of its own, so that the CPU build in target/release stays as it is.
-  cargo build --release --features cuda --bin gauntlet --target-dir target/cuda
-  echo "build-cuda: target/cuda/release/gauntlet (needs libcuda.so.1 and the CUDA 13 libraries at run time)" >&2
+  # The timing example too: the Gauntlet side of the GPU comparison with PyTorch.
+  cargo build --release --features cuda --bin gauntlet --example onnx_timing --target-dir target/cuda
+  echo "build-cuda: target/cuda/release/gauntlet and target/cuda/release/examples/onnx_timing" \
+    "(need libcuda.so.1 and the CUDA 13 libraries at run time)" >&2
 fi

@@ -7,7 +7,8 @@ with the CIFAR-10 normalization inside, and written three ways into OUT/<name>/:
   data.npz     `images` (128, 3, 32, 32) float32 in [0, 1] and `labels` = the network's own
                predictions, so every sample starts correctly classified
 
-usage: python nets.py OUT [NAME...]     (names: resnet18 wrn16_4 vit mobilenetv2; default all)
+usage: python nets.py OUT [NAME...]     (names: resnet18 wrn16_4 vit mobilenetv2 wrn28_10; default all)
+env: IMAGES (128), the number of images in data.npz
 """
 import os
 import sys
@@ -121,7 +122,11 @@ def mobilenetv2():
     return torchvision.models.mobilenet_v2(num_classes=10)
 
 
-NETS = {"resnet18": resnet18, "wrn16_4": WideResNet, "vit": ViT, "mobilenetv2": mobilenetv2}
+def wrn28_10():
+    return WideResNet(depth=28, k=10)
+
+
+NETS = {"resnet18": resnet18, "wrn16_4": WideResNet, "vit": ViT, "mobilenetv2": mobilenetv2, "wrn28_10": wrn28_10}
 
 
 def randomize_batchnorm(m, gen):
@@ -144,13 +149,13 @@ def build(name):
 
 def main():
     out = sys.argv[1]
-    names = sys.argv[2:] or list(NETS)
+    names = sys.argv[2:] or ["resnet18", "wrn16_4", "vit", "mobilenetv2"]
     for name in names:
         d = os.path.join(out, name)
         os.makedirs(d, exist_ok=True)
         model = build(name)
         torch.save(model.state_dict(), os.path.join(d, "model.pt"))
-        x = torch.rand(128, 3, 32, 32, generator=torch.Generator().manual_seed(2))
+        x = torch.rand(int(os.environ.get("IMAGES", "128")), 3, 32, 32, generator=torch.Generator().manual_seed(2))
         torch.onnx.export(
             model,
             x[:2],
