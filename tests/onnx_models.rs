@@ -283,6 +283,12 @@ fn inspect_describes_the_model_and_its_gradient() {
         out.lines().find_map(|l| l.strip_prefix("parameters ")).unwrap().split(' ').next().unwrap().parse().unwrap();
     let model = load("resnet_cifar", &LoadOptions::default()).unwrap();
     assert_eq!(params, model.parameter_count());
+    // On a GPU the ResNet stays on the device; the TorchScript ViT reads shapes back per call.
+    assert!(out.contains("cuda       every operator on the device, no host reads"), "{out}");
+    let (code, out, _) = gauntlet(&["inspect", "tests/golden/onnx/vit_block.onnx"]);
+    assert_eq!(code, 0);
+    let cuda = out.lines().find(|l| l.starts_with("cuda ")).unwrap_or_default();
+    assert!(cuda.contains("Reshape ×10 (parameters)") && cuda.contains("Cast ×4 (host)"), "{out}");
 
     let (code, out, _) = gauntlet(&["inspect", "tests/golden/onnx/argmax_inside.onnx"]);
     assert_eq!(code, 0);

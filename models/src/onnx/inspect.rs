@@ -136,8 +136,8 @@ pub fn operator_list() -> String {
     }
     let _ = writeln!(
         out,
-        "\ncuda: device = candle's CUDA kernels only; parameters = reads a shape, axes or scalar input to the host \
-         (free when it is constant); host = the values pass through the host (for some input types)"
+        "\ncuda: device = candle's CUDA kernels only; parameters = reads a few values (a shape, axes, a scalar) to the host \
+         per call; host = the values pass through the host (for some input types)"
     );
     out
 }
@@ -157,5 +157,5 @@ pub fn cuda_summary(graph: &super::Graph) -> String {
         return "every operator on the device, no host reads".into();
     }
     let list: Vec<String> = reads.iter().map(|(op, c, n)| format!("{op} ×{n} ({})", cuda_label(*c))).collect();
-    format!("on the device; host reads per call: {}", list.join(", "))
+    format!("host reads per call: {}", list.join(", "))
 }

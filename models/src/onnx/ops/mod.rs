@@ -48,8 +48,7 @@ pub enum Cuda {
     /// Built only from candle operations, each with a CUDA kernel (or cuBLAS): no host read.
     Device,
     /// On the device, but reads a small parameter input (a shape, axes, a scalar exponent, sizes)
-    /// to the host; free when that input is constant (folded at load), a synchronisation per
-    /// call otherwise.
+    /// to the host on every call: a copy of a few values and a synchronisation.
     Parameters,
     /// Computes its values on the host, for every input or for some input types (integer
     /// arithmetic, piecewise-constant and inverse-trigonometric maps, data-dependent outputs,
