@@ -8,7 +8,6 @@ use serde::Serialize;
 use crate::report::dir::{check_dir, REPORT_JSON};
 use crate::report::write::write_atomic;
 use crate::report::{html, markdown, Report};
-use crate::run::is_builtin_model;
 
 use crate::eval::Progress;
 
@@ -33,14 +32,14 @@ struct Point {
     robust_accuracy: f64,
 }
 
-/// A short, unique name per model: the file stem (`builtin:mnist-cnn` for the shipped one).
+/// A short, unique name per model: the file stem, or the shipped model's name (`mnist-robust`
+/// for `builtin:mnist-robust`).
 fn names(models: &[PathBuf]) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     for m in models {
-        let base = if is_builtin_model(m) {
-            "mnist-cnn".to_string()
-        } else {
-            m.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into())
+        let base = match crate::models::zoo::find(m) {
+            Some(entry) => entry.name.to_string(),
+            None => m.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into()),
         };
         let base: String =
             base.chars().map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '_' }).collect();
