@@ -295,14 +295,14 @@ mod tests {
             (
                 "pgd",
                 Iterative,
-                "steps=40,rel_step=0.0625,restarts=1,random_start=true,loss=ce",
-                Some("steps=80,rel_step=0.0625,restarts=2,random_start=true,loss=ce"),
+                "steps=40,rel_step=0.0625,restarts=1,random_start=true,loss=ce,early_stop=true",
+                Some("steps=80,rel_step=0.0625,restarts=2,random_start=true,loss=ce,early_stop=true"),
             ),
             (
                 "pgd:step=0.01,steps=10",
                 Iterative,
-                "steps=10,step=0.01,restarts=1,random_start=true,loss=ce",
-                Some("steps=20,step=0.01,restarts=2,random_start=true,loss=ce"),
+                "steps=10,step=0.01,restarts=1,random_start=true,loss=ce,early_stop=true",
+                Some("steps=20,step=0.01,restarts=2,random_start=true,loss=ce,early_stop=true"),
             ),
             (
                 "mi-fgsm",
