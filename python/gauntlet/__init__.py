@@ -43,6 +43,9 @@ def run_cli(args: Sequence[str]) -> int:
 
 def _call(args: list, silent: bool) -> tuple:
     result: list = []
+    # Forget an earlier stop request here, not in the worker: a Ctrl-C that arrives before the
+    # worker has started must still stop the run.
+    _native.prepare()
     worker = threading.Thread(target=lambda: result.append(_native.run_cli(args, silent)), daemon=True)
     worker.start()
     interrupted = False

@@ -22,6 +22,14 @@ fn run_cli(py: Python<'_>, args: Vec<String>, silent: bool) -> (i32, Option<Stri
     (status.code(), line, missing)
 }
 
+/// Forgets any earlier stop request; called before a command starts, so that a Ctrl-C that
+/// arrives while the command is starting still stops it.
+#[pyfunction]
+fn prepare() {
+    gauntlet::cli::interrupt::handled_outside();
+    gauntlet::cli::interrupt::clear();
+}
+
 /// Asks the running command to stop before its next batch (finished batches stay in the
 /// report folder's checkpoint).
 #[pyfunction]
@@ -90,6 +98,7 @@ fn version() -> &'static str {
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(run_cli, m)?)?;
+    m.add_function(wrap_pyfunction!(prepare, m)?)?;
     m.add_function(wrap_pyfunction!(request_stop, m)?)?;
     m.add_function(wrap_pyfunction!(version, m)?)?;
     m.add_function(wrap_pyfunction!(judge, m)?)?;

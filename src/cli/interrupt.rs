@@ -11,9 +11,14 @@ static REQUESTED: AtomicBool = AtomicBool::new(false);
 static OUTSIDE: AtomicBool = AtomicBool::new(false);
 
 /// Signals are the embedding program's: [`install`] installs nothing, and the program asks for a
-/// stop with [`request`]. Clears any earlier request.
+/// stop with [`request`]. Keeps a request made before the command started (see [`clear`]).
 pub fn handled_outside() {
     OUTSIDE.store(true, Ordering::SeqCst);
+}
+
+/// Forgets an earlier stop request: an embedding program calls it before it starts a command,
+/// so that a request made between then and the command's first batch still counts.
+pub fn clear() {
     REQUESTED.store(false, Ordering::SeqCst);
 }
 
