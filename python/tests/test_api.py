@@ -148,8 +148,13 @@ def test_torch_export_round_trip(tmp_path):
 
 def test_ctrl_c_stops_a_long_run():
     # A run far too long to finish: SIGINT stops it after its current batch with KeyboardInterrupt.
+    # The child takes Python's own Ctrl-C handler whatever the parent ignores (a CI runner may start
+    # its jobs with SIGINT ignored), and says when it is about to start the run.
     code = (
+        "import signal, sys\n"
+        "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
         "import gauntlet\n"
+        "print('ready', flush=True)\n"
         "try:\n"
         "    gauntlet.evaluate('builtin:mnist-cnn', attacks=['pgd:steps=2000'], eps=[1e-4], batch_size=16, checks=False)\n"
         "except KeyboardInterrupt as e:\n"
@@ -160,8 +165,9 @@ def test_ctrl_c_stops_a_long_run():
     import signal
     import time
 
-    time.sleep(3)
+    assert p.stdout.readline().strip() == "ready"
+    time.sleep(2)
     p.send_signal(signal.SIGINT)
-    out, err = p.communicate(timeout=60)
+    out, err = p.communicate(timeout=120)
     assert p.returncode == 130, (out, err)
     assert "interrupted: gauntlet stopped after its current batch" in out
