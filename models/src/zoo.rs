@@ -43,7 +43,7 @@ macro_rules! entry {
 /// Every shipped model; the first is the default.
 pub const ENTRIES: &[Entry] = &[
     entry!("mnist-cnn", true, "MNIST, conv16-pool-conv32-pool-fc100-fc10, standard training (the default model)"),
-    entry!("mnist-standard", true, "MNIST, conv32/s2-conv64/s2-fc128-fc10, standard training"),
+    entry!("mnist-standard", true, "MNIST, conv32/s2-conv64/s2-fc128-fc10 with leaky ReLU, standard training"),
     entry!("mnist-robust", true, "MNIST, the same architecture, PGD adversarial training at L∞ ε = 0.3"),
     entry!("fashion-mnist-standard", false, "Fashion-MNIST, conv32/s2-conv64/s2-fc128-fc10, standard training"),
     entry!(

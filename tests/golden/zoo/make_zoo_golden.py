@@ -21,7 +21,7 @@ from safetensors.torch import load_file
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "..", "benches", "compare"))
 from common import mnist  # noqa: E402
-from zoo_torch import ConvNet, accuracy  # noqa: E402
+from zoo_torch import ConvNet, accuracy, slope_of  # noqa: E402
 
 AA_N = 200
 MODELS = [
@@ -46,8 +46,9 @@ def main():
         if only and name not in only:
             continue
         torch.manual_seed(0)
-        model = ConvNet(mean, std)
-        model.load_state_dict(load_file(f"models/zoo/{name}.safetensors"))
+        weights = f"models/zoo/{name}.safetensors"
+        model = ConvNet(mean, std, slope_of(weights))
+        model.load_state_dict(load_file(weights))
         model.eval()
         x, y = mnist(os.path.join(data, "t10k-images-idx3-ubyte.gz"))
         alpha = 0.01 if abs(eps - 0.3) < 1e-9 else 2.5 * eps / 40
